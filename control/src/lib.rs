@@ -1,1 +1,12 @@
-//! placeholder
+//! `kxdp-control`: the control plane and the `kxdp` binaries.
+//!
+//! Module map:
+//! - [`cli`]: command-line options of `kxdp agent` (../shared/INTERFACES.md).
+//! - [`agent`]: runs the engine on the node's interfaces until SIGTERM/SIGINT.
+//! - [`cores`]: parsing of core lists such as `2-5,7`.
+//!
+//! The control plane never touches a frame: it publishes tables to the data path.
+
+pub mod agent;
+pub mod cli;
+pub mod cores;

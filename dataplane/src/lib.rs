@@ -1,1 +1,47 @@
-//! placeholder
+//! `kxdp-dataplane`: the packet engine.
+//!
+//! Module map:
+//! - [`wire`]: zero-copy views and representations of the wire formats (Ethernet, ARP, IPv4,
+//!   IPv6, UDP, TCP, ICMP, VXLAN) and the Internet checksum (RFC 1071/1624).
+//! - [`tables`]: the read side of the tables (immutable snapshots swapped atomically).
+//! - [`pipeline`]: the stages a batch of frames goes through, in the order written there.
+//! - [`verdict`]: what a stage decides for a packet; [`DropReason`], one counter each.
+//! - [`stats`]: per-worker counters.
+//! - `worker` (private): the poll-mode loop of one pinned thread.
+//! - [`engine`]: attaches to interfaces and runs the workers.
+//!
+//! The data path never depends on tokio or kube; the control plane publishes [`Tables`].
+
+pub mod engine;
+pub mod pipeline;
+pub mod stats;
+pub mod tables;
+pub mod verdict;
+pub mod wire;
+mod worker;
+
+pub use engine::{Engine, EngineConfig, PortConfig, PortStatus, StopReport};
+pub use tables::{NextHop, Route, TableHandle, Tables};
+pub use verdict::{DropReason, PortId, Verdict};
+pub use worker::IdlePolicy;
+
+/// Errors from starting the engine.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The engine configuration is invalid.
+    #[error("engine configuration: {0}")]
+    Config(String),
+    /// AF_XDP socket or UMEM setup failed.
+    #[error(transparent)]
+    Xsk(#[from] af_xdp::XskError),
+    /// Loading, configuring or attaching the XDP program failed.
+    #[error(transparent)]
+    Bpf(#[from] af_xdp::bpf::BpfError),
+    /// A system call failed; `op` names it.
+    #[error("{op} failed: {source}")]
+    Os {
+        op: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+}

@@ -1,1 +1,29 @@
-fn main() {}
+//! `kxdp`: the node agent and its tools.
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "kxdp", version, about = "Kubernetes node dataplane on AF_XDP")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the node agent (the data path and its control plane).
+    Agent(kxdp_control::cli::AgentArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("KXDP_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Agent(args) => kxdp_control::agent::run(args),
+    }
+}

@@ -1,1 +1,72 @@
-//! placeholder
+//! `af_xdp`: kxdp's own safe binding to Linux AF_XDP sockets and XDP programs.
+//!
+//! This crate is the one place in kxdp where `unsafe` code lives: every block carries a
+//! `// SAFETY:` comment naming the invariants it relies on, and the public API is safe.
+//!
+//! Module map:
+//! - [`umem`]: the UMEM area and [`Frame`], the move-only token that owns one frame while it is
+//!   in userspace. The type system enforces fill → RX → process → TX → completion → fill.
+//! - `ring` (private): single-producer/single-consumer views over the four mmap'ed rings.
+//! - [`socket`]: one XSK socket bound to an (interface, queue), its rings and its wakeups.
+//! - [`group`]: [`XskGroup`], the sockets of one worker sharing one UMEM (`XDP_SHARED_UMEM`), so
+//!   forwarding between interfaces moves a descriptor, never a payload; it keeps the frame
+//!   accounting ([`FrameCounts`]).
+//! - [`bpf`]: a BPF assembler, bpf() syscall wrappers and the steering XDP program that decides
+//!   which frames reach our sockets (everything else goes to the kernel).
+//! - `mmap`, `sys` (private): the narrow OS boundary (mmap, setsockopt, getsockopt).
+#![allow(unsafe_code)]
+
+pub mod bpf;
+pub mod group;
+mod mmap;
+mod ring;
+pub mod socket;
+mod sys;
+pub mod umem;
+
+pub use group::{FrameCounts, SocketId, XskGroup};
+pub use socket::{BindMode, SocketConfig, SocketStats, XskSocket};
+pub use umem::{Frame, FrameMut, Umem, UmemConfig};
+
+/// Errors from setting up UMEM areas and sockets. Each message names the step that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum XskError {
+    /// The UMEM configuration is not usable.
+    #[error("invalid UMEM config: {0}")]
+    InvalidConfig(&'static str),
+    /// A system call failed; `op` names it.
+    #[error("{op} failed: {source}")]
+    Os {
+        op: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The interface name is unknown in this network namespace.
+    #[error("no such interface {0:?}")]
+    NoSuchInterface(String),
+    /// Zero-copy was required but the driver does not support it.
+    #[error("zero-copy bind to {ifname} queue {queue} refused: {source}")]
+    ZeroCopyUnsupported {
+        ifname: String,
+        queue: u32,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Every socket of a group must be on a distinct (interface, queue).
+    #[error("interface index {ifindex} queue {queue} already has a socket in this group")]
+    DuplicateQueue { ifindex: u32, queue: u32 },
+}
+
+impl XskError {
+    pub(crate) fn last_os(op: &'static str) -> Self {
+        XskError::Os {
+            op,
+            source: std::io::Error::last_os_error(),
+        }
+    }
+}
+
+/// Resolve an interface name to its index in the calling thread's network namespace.
+pub fn ifindex(name: &str) -> Result<u32, XskError> {
+    sys::if_nametoindex(name).ok_or_else(|| XskError::NoSuchInterface(name.to_owned()))
+}

@@ -1,0 +1,153 @@
+//! The narrow OS boundary for XSK sockets: socket, setsockopt/getsockopt with plain-data
+//! values, bind, and the zero-length send/recv calls that wake the kernel.
+
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+
+use crate::XskError;
+
+/// Marker for the `repr(C)` plain-data structs of `linux/if_xdp.h` that may be passed to the
+/// kernel by pointer and filled in by it: every bit pattern is a valid value.
+///
+/// # Safety
+/// Implementors must be `repr(C)` with only integer fields.
+pub(crate) unsafe trait Pod: Copy {}
+// SAFETY: each is a repr(C) struct of integers from libc's if_xdp.h mirror.
+unsafe impl Pod for libc::xdp_umem_reg {}
+// SAFETY: as above.
+unsafe impl Pod for libc::xdp_mmap_offsets {}
+// SAFETY: as above.
+unsafe impl Pod for libc::xdp_statistics {}
+// SAFETY: a plain integer.
+unsafe impl Pod for u32 {}
+// SAFETY: a plain integer.
+unsafe impl Pod for i32 {}
+
+pub(crate) fn xsk_socket() -> Result<OwnedFd, XskError> {
+    // SAFETY: socket() has no memory-safety preconditions; the result is checked.
+    let fd = unsafe { libc::socket(libc::AF_XDP, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(XskError::last_os("socket(AF_XDP)"));
+    }
+    // SAFETY: fd is a freshly created descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+pub(crate) fn setsockopt<T: Pod>(
+    fd: BorrowedFd<'_>,
+    opt: i32,
+    value: &T,
+    op: &'static str,
+) -> Result<(), XskError> {
+    // SAFETY: value points to a live T of the size passed; the kernel only reads it.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_XDP,
+            opt,
+            (value as *const T).cast(),
+            size_of::<T>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        Err(XskError::last_os(op))
+    } else {
+        Ok(())
+    }
+}
+
+pub(crate) fn getsockopt<T: Pod>(
+    fd: BorrowedFd<'_>,
+    opt: i32,
+    op: &'static str,
+) -> Result<T, XskError> {
+    // SAFETY: T is Pod, so the all-zero bit pattern is a valid value.
+    let mut value: T = unsafe { std::mem::zeroed() };
+    let mut len = size_of::<T>() as libc::socklen_t;
+    // SAFETY: value is a live, writable T; len tells the kernel its size; any bit pattern
+    // the kernel writes is a valid T (Pod).
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_XDP,
+            opt,
+            (&mut value as *mut T).cast(),
+            &mut len,
+        )
+    };
+    if rc < 0 {
+        Err(XskError::last_os(op))
+    } else {
+        Ok(value)
+    }
+}
+
+pub(crate) fn bind(fd: BorrowedFd<'_>, addr: &libc::sockaddr_xdp) -> std::io::Result<()> {
+    // SAFETY: addr is a valid sockaddr_xdp and its exact size is passed.
+    let rc = unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (addr as *const libc::sockaddr_xdp).cast(),
+            size_of::<libc::sockaddr_xdp>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Ask the kernel to process the TX ring (copy mode transmits inside this call).
+/// Returns the errno on failure; EAGAIN/EBUSY/ENOBUFS mean "try again on the next batch".
+pub(crate) fn kick_tx(fd: BorrowedFd<'_>) -> Result<(), i32> {
+    // SAFETY: a zero-length send with a NULL buffer and no address touches no user memory.
+    let rc = unsafe {
+        libc::sendto(
+            fd.as_raw_fd(),
+            std::ptr::null(),
+            0,
+            libc::MSG_DONTWAIT,
+            std::ptr::null(),
+            0,
+        )
+    };
+    if rc < 0 {
+        Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
+    } else {
+        Ok(())
+    }
+}
+
+/// Wake the kernel to refill from the fill ring (needed when it set XDP_RING_NEED_WAKEUP).
+pub(crate) fn kick_rx(fd: BorrowedFd<'_>) {
+    // SAFETY: a zero-length receive into a NULL buffer touches no user memory.
+    unsafe {
+        libc::recvfrom(
+            fd.as_raw_fd(),
+            std::ptr::null_mut(),
+            0,
+            libc::MSG_DONTWAIT,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+        );
+    }
+}
+
+pub(crate) fn if_nametoindex(name: &str) -> Option<u32> {
+    let c = std::ffi::CString::new(name).ok()?;
+    // SAFETY: c is a valid NUL-terminated string that outlives the call.
+    let idx = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    (idx != 0).then_some(idx)
+}
+
+pub(crate) fn if_indextoname(index: u32) -> Option<String> {
+    let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
+    // SAFETY: buf has IF_NAMESIZE bytes as the call requires.
+    let p = unsafe { libc::if_indextoname(index, buf.as_mut_ptr()) };
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: on success the kernel wrote a NUL-terminated name into buf.
+    let s = unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) };
+    Some(s.to_string_lossy().into_owned())
+}

@@ -1,0 +1,136 @@
+//! Per-worker counters: written by one worker only, read by metrics and inspection.
+//!
+//! A worker accumulates into plain integers during a batch and publishes with relaxed stores
+//! of its own cache-padded atomics: no read-modify-write and no cache line shared between
+//! workers on the hot path. Readers sum across workers.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crossbeam_utils::CachePadded;
+
+use crate::verdict::DropReason;
+
+/// Most ports one engine handles (uplink + pod veths).
+pub const MAX_PORTS: usize = 256;
+
+/// Packet and byte counters of one port on one worker.
+#[derive(Debug, Default)]
+pub struct PortCounters {
+    pub rx_packets: AtomicU64,
+    pub rx_bytes: AtomicU64,
+    pub tx_packets: AtomicU64,
+    pub tx_bytes: AtomicU64,
+}
+
+/// Counters of one worker.
+#[derive(Debug)]
+pub struct WorkerStats {
+    pub ports: Box<[PortCounters]>,
+    pub drops: CachePadded<[AtomicU64; DropReason::COUNT]>,
+    pub to_host: AtomicU64,
+    pub batches: AtomicU64,
+    /// Batch loops that found nothing to do.
+    pub idle_polls: AtomicU64,
+    /// Times the worker went to sleep in epoll.
+    pub sleeps: AtomicU64,
+    /// UMEM frames per state (see `af_xdp::FrameCounts`).
+    pub frames_free: AtomicU64,
+    pub frames_fill: AtomicU64,
+    pub frames_tx: AtomicU64,
+    pub frames_user: AtomicU64,
+    pub frames_total: AtomicU64,
+}
+
+impl WorkerStats {
+    pub fn new(ports: usize) -> Self {
+        WorkerStats {
+            ports: (0..ports).map(|_| PortCounters::default()).collect(),
+            drops: CachePadded::new(std::array::from_fn(|_| AtomicU64::new(0))),
+            to_host: AtomicU64::new(0),
+            batches: AtomicU64::new(0),
+            idle_polls: AtomicU64::new(0),
+            sleeps: AtomicU64::new(0),
+            frames_free: AtomicU64::new(0),
+            frames_fill: AtomicU64::new(0),
+            frames_tx: AtomicU64::new(0),
+            frames_user: AtomicU64::new(0),
+            frames_total: AtomicU64::new(0),
+        }
+    }
+
+    /// Read every counter.
+    pub fn snapshot(&self) -> WorkerSnapshot {
+        let r = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        WorkerSnapshot {
+            ports: self
+                .ports
+                .iter()
+                .map(|p| PortSnapshot {
+                    rx_packets: r(&p.rx_packets),
+                    rx_bytes: r(&p.rx_bytes),
+                    tx_packets: r(&p.tx_packets),
+                    tx_bytes: r(&p.tx_bytes),
+                })
+                .collect(),
+            drops: std::array::from_fn(|i| r(&self.drops[i])),
+            to_host: r(&self.to_host),
+            batches: r(&self.batches),
+            idle_polls: r(&self.idle_polls),
+            sleeps: r(&self.sleeps),
+            frames: af_xdp::FrameCounts {
+                total: r(&self.frames_total),
+                free: r(&self.frames_free),
+                fill: r(&self.frames_fill),
+                tx: r(&self.frames_tx),
+                user: r(&self.frames_user),
+            },
+        }
+    }
+}
+
+/// Adds `n` to a counter only this thread writes (a plain load and store, no lock prefix).
+#[inline]
+pub(crate) fn bump(counter: &AtomicU64, n: u64) {
+    if n != 0 {
+        counter.store(counter.load(Ordering::Relaxed) + n, Ordering::Relaxed);
+    }
+}
+
+/// Counters of one port at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PortSnapshot {
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+}
+
+/// Counters of one worker at one moment.
+#[derive(Debug, Clone)]
+pub struct WorkerSnapshot {
+    pub ports: Vec<PortSnapshot>,
+    pub drops: [u64; DropReason::COUNT],
+    pub to_host: u64,
+    pub batches: u64,
+    pub idle_polls: u64,
+    pub sleeps: u64,
+    pub frames: af_xdp::FrameCounts,
+}
+
+impl WorkerSnapshot {
+    pub fn drop_count(&self, reason: DropReason) -> u64 {
+        self.drops[reason as usize]
+    }
+
+    pub fn total_drops(&self) -> u64 {
+        self.drops.iter().sum()
+    }
+
+    pub fn rx_packets(&self) -> u64 {
+        self.ports.iter().map(|p| p.rx_packets).sum()
+    }
+
+    pub fn tx_packets(&self) -> u64 {
+        self.ports.iter().map(|p| p.tx_packets).sum()
+    }
+}

@@ -1,0 +1,86 @@
+//! What a stage decides for a packet, and why packets are dropped.
+
+/// Index of an engine port (an interface the engine holds sockets on). Assigned by the
+/// engine in the order ports are configured; tables refer to ports by this id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct PortId(pub u16);
+
+impl PortId {
+    #[inline]
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// The fate of one packet after the pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Transmit on this port (same worker, same UMEM: no copy).
+    Forward(PortId),
+    /// The packet belongs to the host kernel's stack.
+    ToHost,
+    /// Dropped, counted under the reason.
+    Drop(DropReason),
+}
+
+macro_rules! drop_reasons {
+    ($($(#[doc = $doc:literal])* $name:ident = $label:literal,)*) => {
+        /// Why a packet was dropped. Each reason indexes a per-worker counter; the label is the
+        /// `reason` of the `kxdp_drops_total` metric.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[repr(u8)]
+        pub enum DropReason {
+            $($(#[doc = $doc])* $name,)*
+        }
+
+        impl DropReason {
+            /// Every reason, in counter order.
+            pub const ALL: &'static [DropReason] = &[$(DropReason::$name,)*];
+            /// Number of reasons (length of a counter array).
+            pub const COUNT: usize = Self::ALL.len();
+
+            /// The metric label.
+            pub const fn label(self) -> &'static str {
+                match self { $(DropReason::$name => $label,)* }
+            }
+        }
+    };
+}
+
+drop_reasons! {
+    /// Shorter than an Ethernet header.
+    TruncatedEthernet = "truncated_ethernet",
+    /// An EtherType the engine does not handle on this port.
+    UnsupportedEthertype = "unsupported_ethertype",
+    /// IPv4 header malformed: version, header length, total length.
+    MalformedIpv4 = "malformed_ipv4",
+    /// IPv4 header checksum wrong.
+    BadIpv4Checksum = "bad_ipv4_checksum",
+    /// TTL would reach zero.
+    TtlExceeded = "ttl_exceeded",
+    /// No route for the destination.
+    NoRoute = "no_route",
+    /// The route says drop (blackhole).
+    Blackhole = "blackhole",
+    /// The packet is larger than the egress MTU.
+    TooBig = "too_big",
+    /// Traffic for the host with no path to the host kernel from this port.
+    NoHostPath = "no_host_path",
+    /// The egress TX ring was full.
+    TxRingFull = "tx_ring_full",
+    /// The frame would be sent back out the port it came in on.
+    Hairpin = "hairpin",
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_index_their_counters_in_order() {
+        for (i, r) in DropReason::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i);
+            assert!(!r.label().is_empty());
+        }
+    }
+}
