@@ -29,6 +29,7 @@
 //! A run killed by a signal (Ctrl-C) cannot drop anything; the next run's first [`Netns::new`]
 //! sweeps namespaces whose creating process is gone (names carry the creator's pid).
 
+pub mod binaries;
 pub mod link;
 pub mod netns;
 pub mod ping;
