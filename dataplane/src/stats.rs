@@ -39,6 +39,11 @@ pub struct WorkerStats {
     pub frames_tx: AtomicU64,
     pub frames_user: AtomicU64,
     pub frames_total: AtomicU64,
+    /// Kernel-side drops on this worker's sockets (`XDP_STATISTICS`, summed over ports): the
+    /// RX ring was full, the fill ring was empty, or other reasons.
+    pub xsk_rx_ring_full: AtomicU64,
+    pub xsk_fill_ring_empty: AtomicU64,
+    pub xsk_rx_dropped: AtomicU64,
 }
 
 impl WorkerStats {
@@ -55,6 +60,9 @@ impl WorkerStats {
             frames_tx: AtomicU64::new(0),
             frames_user: AtomicU64::new(0),
             frames_total: AtomicU64::new(0),
+            xsk_rx_ring_full: AtomicU64::new(0),
+            xsk_fill_ring_empty: AtomicU64::new(0),
+            xsk_rx_dropped: AtomicU64::new(0),
         }
     }
 
@@ -83,6 +91,12 @@ impl WorkerStats {
                 fill: r(&self.frames_fill),
                 tx: r(&self.frames_tx),
                 user: r(&self.frames_user),
+            },
+            xsk: af_xdp::SocketStats {
+                rx_ring_full: r(&self.xsk_rx_ring_full),
+                rx_fill_ring_empty_descs: r(&self.xsk_fill_ring_empty),
+                rx_dropped: r(&self.xsk_rx_dropped),
+                ..Default::default()
             },
         }
     }
@@ -115,6 +129,8 @@ pub struct WorkerSnapshot {
     pub idle_polls: u64,
     pub sleeps: u64,
     pub frames: af_xdp::FrameCounts,
+    /// Kernel-side socket counters (summed over ports; refreshed every few thousand loops).
+    pub xsk: af_xdp::SocketStats,
 }
 
 impl WorkerSnapshot {

@@ -148,10 +148,16 @@ impl Worker {
 
     fn run(&mut self, setup: &WorkerSetup) {
         let mut empty: u32 = 0;
+        let mut loops: u32 = 0;
         while !setup.stop.load(Ordering::Relaxed) {
             let moved = self.poll_once(&setup.tables);
             self.publish(&setup.stats);
             bump(&setup.stats.batches, 1);
+            loops = loops.wrapping_add(1);
+            if loops.is_multiple_of(4096) {
+                // A getsockopt per socket: rare enough to stay off the per-batch budget.
+                self.publish_frames(&setup.stats);
+            }
             if moved > 0 {
                 empty = 0;
                 continue;
@@ -278,6 +284,21 @@ impl Worker {
         stats.frames_fill.store(c.fill, Ordering::Relaxed);
         stats.frames_tx.store(c.tx, Ordering::Relaxed);
         stats.frames_user.store(c.user, Ordering::Relaxed);
+        let mut k = af_xdp::SocketStats::default();
+        for (_, sock) in self.group.sockets() {
+            if let Ok(s) = sock.stats() {
+                k.rx_ring_full += s.rx_ring_full;
+                k.rx_fill_ring_empty_descs += s.rx_fill_ring_empty_descs;
+                k.rx_dropped += s.rx_dropped;
+            }
+        }
+        stats
+            .xsk_rx_ring_full
+            .store(k.rx_ring_full, Ordering::Relaxed);
+        stats
+            .xsk_fill_ring_empty
+            .store(k.rx_fill_ring_empty_descs, Ordering::Relaxed);
+        stats.xsk_rx_dropped.store(k.rx_dropped, Ordering::Relaxed);
     }
 
     /// After stop: keep kicking and reaping until every transmitted frame has completed.

@@ -64,6 +64,14 @@ pub struct Umem {
 ///
 /// Move-only: dropping a token without giving it back to its group leaks the frame, and the
 /// group's [`FrameCounts`](crate::FrameCounts) will show it as held in userspace for ever.
+/// A token cannot be duplicated:
+///
+/// ```compile_fail
+/// fn dup(f: &af_xdp::Frame) -> af_xdp::Frame { f.clone() }
+/// ```
+/// ```compile_fail
+/// fn twice(f: af_xdp::Frame) -> (af_xdp::Frame, af_xdp::Frame) { (f, f) }
+/// ```
 #[derive(Debug, PartialEq, Eq)]
 #[must_use = "a Frame owns a UMEM frame: transmit it, or give it back to its pool"]
 pub struct Frame {

@@ -10,8 +10,8 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use kxdp_dataplane::wire::{
     ArpPacket, ArpRepr, EtherType, EthernetFrame, EthernetRepr, Icmpv4Packet, Icmpv4Repr,
-    IpProtocol, Ipv4Packet, Ipv4Repr, Ipv6Packet, Ipv6Repr, L4Ports, TcpPacket, TcpRepr,
-    UdpPacket, UdpRepr, VXLAN_UDP_PORT, VxlanHeader, VxlanRepr,
+    IpProtocol, Ipv4Packet, Ipv4Repr, Ipv6Packet, Ipv6Repr, L4Ports, TcpPacket, TcpRepr, UdpPacket,
+    UdpRepr, VXLAN_UDP_PORT, VxlanHeader, VxlanRepr,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -61,7 +61,11 @@ fn ipv4(data: &[u8], depth: u8) {
     let _ = rw.decrement_ttl();
     rw.rewrite_src_addr(Ipv4Addr::new(10, 96, 0, 1));
     rw.rewrite_dst_addr(Ipv4Addr::new(192, 0, 2, 7));
-    assert_eq!(rw.verify_checksum(), valid, "incremental update changed validity");
+    assert_eq!(
+        rw.verify_checksum(),
+        valid,
+        "incremental update changed validity"
+    );
 
     if ip.frag_offset() != 0 {
         return; // only the first fragment carries the L4 header
@@ -124,12 +128,12 @@ fn udp(data: &[u8], addrs: Addrs, depth: u8) {
         }
     }
 
-    if udp.dst_port() == VXLAN_UDP_PORT && depth < MAX_DEPTH {
-        if let Ok(vxlan) = VxlanHeader::new_checked(udp.payload()) {
-            if VxlanRepr::parse(&vxlan).is_ok() {
-                frame(vxlan.payload(), depth + 1);
-            }
-        }
+    if udp.dst_port() == VXLAN_UDP_PORT
+        && depth < MAX_DEPTH
+        && let Ok(vxlan) = VxlanHeader::new_checked(udp.payload())
+        && VxlanRepr::parse(&vxlan).is_ok()
+    {
+        frame(vxlan.payload(), depth + 1);
     }
 }
 
@@ -165,7 +169,11 @@ fn icmpv4(data: &[u8]) {
     let Ok(icmp) = Icmpv4Packet::new_checked(data) else {
         return;
     };
-    let _ = (icmp.verify_checksum(), icmp.echo_ident(), icmp.next_hop_mtu());
+    let _ = (
+        icmp.verify_checksum(),
+        icmp.echo_ident(),
+        icmp.next_hop_mtu(),
+    );
     if let Ok(repr) = Icmpv4Repr::parse(&icmp) {
         // Emitting what was parsed gives a message that verifies and parses back the same.
         let mut out = vec![0u8; repr.buffer_len()];
