@@ -137,7 +137,10 @@ fn forwards_udp_with_ttl_decrement_and_mac_rewrite() {
         // Linux sends with TTL 64; one router hop.
         assert_eq!(d.ttl, Some(63), "TTL decremented exactly once");
     }
+    // An idle engine does not spin: it goes to sleep in epoll.
+    std::thread::sleep(Duration::from_millis(500));
     let stats = engine.stats();
+    assert!(sum(&stats, |s| s.sleeps) > 0, "idle worker sleeps");
     assert!(
         sum(&stats, |s| s.ports[1].tx_packets) >= 20,
         "went through the engine, not the kernel"
