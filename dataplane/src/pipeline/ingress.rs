@@ -5,10 +5,7 @@ use af_xdp::Umem;
 
 use super::{Batch, Next, PacketMeta};
 use crate::verdict::{DropReason, Verdict};
-use crate::wire::checksum;
-
-const ETH_LEN: usize = 14;
-const ETHERTYPE_IPV4: [u8; 2] = [0x08, 0x00];
+use crate::wire::{ETHERNET_HEADER_LEN, EtherType, EthernetFrame, Ipv4Packet};
 
 #[inline]
 pub fn run(umem: &Umem, batch: &mut Batch) {
@@ -26,31 +23,23 @@ pub fn classify(data: &[u8]) -> PacketMeta {
         next: Next::Done(Verdict::Drop(r)),
         l3: 0,
     };
-    let Some(ethertype) = data.get(12..14) else {
+    let Ok(eth) = EthernetFrame::new_checked(data) else {
         return drop(DropReason::TruncatedEthernet);
     };
-    if ethertype != ETHERTYPE_IPV4 {
+    if eth.ethertype() != EtherType::IPV4 {
         return drop(DropReason::UnsupportedEthertype);
     }
-    let ip = &data[ETH_LEN..];
-    let Some(&vihl) = ip.first() else {
+    // Version 4, IHL >= 5, header <= total length <= what arrived; bytes after total_len are
+    // allowed (Ethernet padding of short frames).
+    let Ok(ip) = Ipv4Packet::new_checked(&data[ETHERNET_HEADER_LEN..]) else {
         return drop(DropReason::MalformedIpv4);
     };
-    let ihl = usize::from(vihl & 0x0f) * 4;
-    if vihl >> 4 != 4 || ihl < 20 || ip.len() < ihl {
-        return drop(DropReason::MalformedIpv4);
-    }
-    let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
-    // Trailing bytes after total_length are allowed (Ethernet padding of short frames).
-    if total < ihl || total > ip.len() {
-        return drop(DropReason::MalformedIpv4);
-    }
-    if !checksum::verify(&ip[..ihl]) {
+    if !ip.verify_checksum() {
         return drop(DropReason::BadIpv4Checksum);
     }
     PacketMeta {
         next: Next::Ip4Forward,
-        l3: ETH_LEN as u16,
+        l3: ETHERNET_HEADER_LEN as u16,
     }
 }
 

@@ -6,7 +6,7 @@ use af_xdp::Umem;
 use super::{Batch, Next};
 use crate::tables::{Route, Tables};
 use crate::verdict::{DropReason, Verdict};
-use crate::wire::checksum;
+use crate::wire::Ipv4Packet;
 
 /// Per-worker state: the last destination and its route, so a burst of one flow does one
 /// lookup (VPP skips the lookup when a packet goes where the previous one went).
@@ -45,30 +45,22 @@ impl Ip4Forward {
     /// Forward one packet whose Ethernet and IPv4 headers `ingress` validated.
     #[inline]
     fn forward(&mut self, tables: &Tables, data: &mut [u8], l3: usize) -> Verdict {
-        let Some(ip) = data.get_mut(l3..l3 + 20) else {
+        let Some(Ok(mut ip)) = data.get_mut(l3..).map(Ipv4Packet::new_checked) else {
             return Verdict::Drop(DropReason::MalformedIpv4);
         };
-        let dst = u32::from_be_bytes([ip[16], ip[17], ip[18], ip[19]]);
-        let nh = match self.lookup(tables, dst) {
+        let nh = match self.lookup(tables, u32::from(ip.dst_addr())) {
             Some(Route::Via(nh)) => nh,
             Some(Route::Host) => return Verdict::ToHost,
             Some(Route::Blackhole) => return Verdict::Drop(DropReason::Blackhole),
             None => return Verdict::Drop(DropReason::NoRoute),
         };
-        let total = u16::from_be_bytes([ip[2], ip[3]]);
-        if total > tables.port(nh.port).mtu {
+        if ip.total_len() > tables.port(nh.port).mtu {
             return Verdict::Drop(DropReason::TooBig);
         }
-        let ttl = ip[8];
-        if ttl <= 1 {
+        // RFC 1624 update of the header checksum; None when the TTL would reach zero.
+        if ip.decrement_ttl().is_none() {
             return Verdict::Drop(DropReason::TtlExceeded);
         }
-        // TTL is the high byte of the 16-bit word TTL|protocol at offset 8.
-        let old_word = u16::from_be_bytes([ttl, ip[9]]);
-        let new_word = old_word - 0x0100;
-        ip[8] = ttl - 1;
-        let csum = u16::from_be_bytes([ip[10], ip[11]]);
-        ip[10..12].copy_from_slice(&checksum::update16(csum, old_word, new_word).to_be_bytes());
         data[..12].copy_from_slice(&nh.l2);
         Verdict::Forward(nh.port)
     }
