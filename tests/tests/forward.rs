@@ -13,7 +13,7 @@ use kxdp_dataplane::{
     DropReason, Engine, EngineConfig, NextHop, PortConfig, PortId, Route, TableHandle, Tables,
 };
 use kxdp_tests::xsk_sender::send_frames;
-use kxdp_tests::{Topology, UdpReceiver, require_root, udp_send_from};
+use kxdp_tests::{Topology, TopologyOptions, UdpReceiver, require_root, udp_send_from};
 
 const GEN_NET: Ipv4Addr = Ipv4Addr::new(10, 200, 1, 0);
 const SINK_NET: Ipv4Addr = Ipv4Addr::new(10, 200, 2, 0);
@@ -33,7 +33,13 @@ fn tables(t: &Topology) -> Tables {
 
 /// Start the engine inside the node namespace on both node-side veths, native XDP.
 fn start_engine(t: &Topology) -> Engine {
+    start_engine_on(t, Vec::new())
+}
+
+/// As [`start_engine`], with one pinned worker per core in `cores`.
+fn start_engine_on(t: &Topology, cores: Vec<usize>) -> Engine {
     let cfg = EngineConfig {
+        cores,
         ports: vec![
             PortConfig {
                 ifname: t.node_gen_if.name().to_owned(),
@@ -274,4 +280,44 @@ fn bad_and_expiring_packets_are_dropped_and_counted() {
     let report = engine.stop();
     assert_eq!(report.frames[0].user, 0);
     assert_eq!(report.frames[0].tx, 0);
+}
+
+#[test]
+fn two_pinned_workers_each_own_a_queue_and_account_for_their_frames() {
+    if !require_root("two_pinned_workers_each_own_a_queue_and_account_for_their_frames") {
+        return;
+    }
+    let opts = TopologyOptions {
+        queues: Some(2),
+        ..TopologyOptions::default()
+    };
+    let t = Topology::chain3_with("fwd-2w", &opts).unwrap();
+    t.generator
+        .exec(&["ethtool", "-K", t.gen_if.name(), "tx", "off"])
+        .unwrap();
+    let engine = start_engine_on(&t, vec![0, 1]);
+    assert_eq!(engine.stats().len(), 2, "one worker per core");
+    let mut rx =
+        UdpReceiver::bind(&t.sink, SocketAddr::new(IpAddr::V4(t.sink_if.ipv4), 9000)).unwrap();
+    let dst = SocketAddr::new(IpAddr::V4(t.sink_if.ipv4), 9000);
+    udp_send_from(
+        &t.generator,
+        SocketAddr::new(IpAddr::V4(t.gen_if.ipv4), 0),
+        dst,
+        b"two workers",
+        50,
+    )
+    .unwrap();
+    assert_eq!(rx.recv_n(50, Duration::from_secs(5)).unwrap().len(), 50);
+    let report = engine.stop();
+    assert_eq!(report.frames.len(), 2);
+    for f in &report.frames {
+        assert_eq!((f.user, f.tx), (0, 0), "{f:?}");
+        assert_eq!(f.free + f.fill, f.total, "{f:?}");
+    }
+    let forwarded: u64 = report.workers.iter().map(|w| w.ports[1].tx_packets).sum();
+    assert_eq!(
+        forwarded, 50,
+        "each datagram forwarded once, by whichever worker owns its queue"
+    );
 }
