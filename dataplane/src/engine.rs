@@ -90,12 +90,13 @@ impl Engine {
             )));
         }
         let n_workers = cfg.cores.len().max(1) as u32;
+        // XSKMAP slots per port: one per worker (worker w owns queue w of every port).
+        let max_queues = n_workers.next_power_of_two().max(4);
         let steering = Arc::new(SteeringProgram::load(&SteeringConfig {
             max_ifaces: MAX_PORTS as u32,
-            max_queues: n_workers.next_power_of_two().max(4),
+            max_queues,
             ..SteeringConfig::default()
         })?);
-        let max_queues = n_workers.next_power_of_two().max(4);
         let mut ports = Vec::new();
         let mut wports = Vec::new();
         let mut attachments = Vec::new();

@@ -180,7 +180,8 @@ impl XskGroup {
         sock.kick_tx()
     }
 
-    /// Frames still on a socket's TX ring or in flight in the kernel.
+    /// Frames given to the kernel for transmission, on any socket of the group, that have not
+    /// come back through a completion ring yet.
     pub fn tx_outstanding(&self) -> u64 {
         self.in_tx
     }

@@ -67,12 +67,6 @@ impl Batch {
     pub fn is_empty(&self) -> bool {
         self.frames.is_empty()
     }
-
-    /// The final verdict of packet `i` (after [`Pipeline::run`]).
-    #[inline]
-    pub fn verdict(&self, i: usize) -> Verdict {
-        final_verdict(self.meta[i])
-    }
 }
 
 /// The verdict of a packet that went through every stage.
