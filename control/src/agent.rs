@@ -24,6 +24,21 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
     }
     tracing::warn!(source = %args.source, "the control plane is not built yet: running with empty tables");
 
+    // Take over SIGTERM/SIGINT before attaching anything: a signal that arrives while the
+    // engine starts is then handled after the start, by a clean stop, instead of killing the
+    // process half-way.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (mut term, mut int) = {
+        use tokio::signal::unix::{SignalKind, signal};
+        let _guard = rt.enter();
+        (
+            signal(SignalKind::terminate())?,
+            signal(SignalKind::interrupt())?,
+        )
+    };
+
     let cfg = EngineConfig {
         ports: vec![PortConfig {
             ifname: uplink.clone(),
@@ -50,13 +65,7 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
         engine.stats().len()
     );
 
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
     rt.block_on(async {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate())?;
-        let mut int = signal(SignalKind::interrupt())?;
         tokio::select! {
             _ = term.recv() => tracing::info!("SIGTERM: stopping"),
             _ = int.recv() => tracing::info!("SIGINT: stopping"),
