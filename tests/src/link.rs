@@ -5,11 +5,12 @@
 //! matches keyword abbreviations, so a bare `ip link set a up` reads `a` as `address`.
 
 use std::net::IpAddr;
+use std::process::Command;
 
 use anyhow::{Context, Result, bail, ensure};
 use serde::Deserialize;
 
-use crate::netns::ip_in;
+use crate::netns::{ip_in, run_checked};
 
 /// Handle on interface `name` in namespace `netns`. It holds names only: it may outlive the
 /// namespace, after which every call fails cleanly.
@@ -133,6 +134,30 @@ impl Link {
             "nud",
             "permanent",
         ])
+        .map(drop)
+    }
+
+    /// Enslaves the interface to bridge `bridge` (same namespace).
+    pub fn set_master(&self, bridge: &str) -> Result<()> {
+        self.set(&["master", bridge])
+    }
+
+    /// `ethtool -K <if> tx off`. A local sender's packets then leave with complete checksums:
+    /// with TX checksum offload on, veth hands its peer `CHECKSUM_PARTIAL` packets whose
+    /// checksum field holds only the pseudo-header sum, which an XDP program or AF_XDP socket
+    /// on the peer sees as they are (the kernel would fix them up later; userspace cannot).
+    /// Turning it off also turns off TSO, so a TCP sender emits MTU-sized frames.
+    pub fn tx_checksum_off(&self) -> Result<()> {
+        run_checked(Command::new("ip").args([
+            "netns",
+            "exec",
+            &self.netns,
+            "ethtool",
+            "-K",
+            &self.name,
+            "tx",
+            "off",
+        ]))
         .map(drop)
     }
 

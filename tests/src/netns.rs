@@ -259,6 +259,20 @@ impl Netns {
         args.extend(["dev", dev]);
         self.ip(&args).map(drop)
     }
+
+    /// The device the kernel would send a packet for `dst` out of (`ip route get`).
+    pub fn route_dev(&self, dst: std::net::IpAddr) -> Result<String> {
+        let dst = dst.to_string();
+        let out = self.ip(&["-j", "route", "get", &dst])?;
+        let routes: Vec<serde_json::Value> =
+            serde_json::from_str(&out).context("parsing `ip -j route get`")?;
+        routes
+            .first()
+            .and_then(|r| r.get("dev"))
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned)
+            .with_context(|| format!("`ip route get {dst}` named no device: {out}"))
+    }
 }
 
 impl Drop for Netns {
