@@ -70,6 +70,30 @@ drop_reasons! {
     TxRingFull = "tx_ring_full",
     /// The frame would be sent back out the port it came in on.
     Hairpin = "hairpin",
+    /// A pod used a source address (IPv4 source, ARP sender) that is not its own, or a pod
+    /// port has no address configured yet.
+    Spoofed = "spoofed",
+    /// ARP shorter than its fixed size, or not Ethernet/IPv4.
+    ArpMalformed = "arp_malformed",
+    /// An ARP reply or other non-request: the engine answers, it never learns.
+    ArpNotRequest = "arp_not_request",
+    /// An ARP request the engine does not answer: gratuitous ARP, an RFC 5227 probe, a pod
+    /// asking for its own address, the host asking for an address the engine does not forward.
+    ArpIgnored = "arp_ignored",
+    /// VXLAN to our VTEP cut short, or its UDP length disagrees with the IP length.
+    MalformedVxlan = "malformed_vxlan",
+    /// VXLAN header without the I flag (RFC 7348 §5: the VNI is not valid).
+    VxlanBadFlags = "vxlan_bad_flags",
+    /// VXLAN for a VNI other than the overlay's.
+    VxlanWrongVni = "vxlan_wrong_vni",
+    /// Inner Ethernet destination is not our VTEP MAC.
+    VxlanWrongInnerMac = "vxlan_wrong_inner_mac",
+    /// Inner frame is not IPv4 (the overlay carries IPv4 only; neighbours are static).
+    VxlanInnerNotIpv4 = "vxlan_inner_not_ipv4",
+    /// A route names a tunnel the tables do not hold (a table compiler bug, made visible).
+    NoTunnel = "no_tunnel",
+    /// Not enough headroom in the frame to prepend a header (encapsulation, ICMP error).
+    NoHeadroom = "no_headroom",
 }
 
 #[cfg(test)]

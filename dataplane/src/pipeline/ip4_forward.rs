@@ -1,11 +1,19 @@
-//! IPv4 forwarding: route lookup, TTL decrement with an incremental checksum update
-//! (RFC 1624), MTU check and Ethernet rewrite from the next hop's precomputed 12 bytes.
+//! IPv4 forwarding: route lookup, TTL check and decrement with an incremental checksum update
+//! (RFC 1624), MTU check, and the way out the route names:
+//!
+//! - `Via`: Ethernet rewrite from the next hop's precomputed 12 bytes, out its port.
+//! - `Host`: out the host port with its rewrite, TTL untouched (the host stack is this node,
+//!   not a hop); without a host port, [`Verdict::ToHost`].
+//! - `Vxlan`: TTL decremented here, the MTU checked against the uplink less the 50 bytes of
+//!   encapsulation, then on to [`vxlan_encap`](super::vxlan_encap).
+//!
+//! The TTL and MTU checks come before any change to the packet, so an ICMP error quotes the
+//! header as it arrived (as Linux's `ip_forward` does). A packet the engine built itself (an
+//! ICMP error, `meta.local`) keeps its TTL and never causes an error in turn.
 
-use af_xdp::Umem;
-
-use super::{Batch, Next};
-use crate::tables::{Route, Tables};
-use crate::verdict::{DropReason, Verdict};
+use super::{IcmpError, Next, PacketBuf, PacketMeta, Packets, for_each};
+use crate::tables::{Route, Tables, VXLAN_OVERHEAD};
+use crate::verdict::{DropReason, PortId, Verdict};
 use crate::wire::Ipv4Packet;
 
 /// Per-worker state: the last destination and its route, so a burst of one flow does one
@@ -17,16 +25,19 @@ pub struct Ip4Forward {
 
 impl Ip4Forward {
     #[inline]
-    pub fn run(&mut self, tables: &Tables, umem: &Umem, batch: &mut Batch) {
-        let Batch { frames, meta, .. } = batch;
-        for (frame, m) in frames.iter_mut().zip(meta.iter_mut()) {
-            if m.next != Next::Ip4Forward {
-                continue;
-            }
-            let mut view = umem.view(frame);
-            let verdict = self.forward(tables, view.data_mut(), usize::from(m.l3));
-            m.next = Next::Done(verdict);
-        }
+    pub fn run<P: Packets>(
+        &mut self,
+        tables: &Tables,
+        in_port: PortId,
+        pkts: &mut P,
+        meta: &mut [PacketMeta],
+    ) {
+        for_each(
+            pkts,
+            meta,
+            |n| (n == Next::Ip4Forward).then_some(()),
+            |buf, m, ()| m.next = self.forward(tables, in_port, buf.data_mut(), m),
+        );
     }
 
     #[inline]
@@ -42,27 +53,75 @@ impl Ip4Forward {
         route
     }
 
-    /// Forward one packet whose Ethernet and IPv4 headers `ingress` validated.
+    /// Forward one packet whose Ethernet and IPv4 headers were validated (ingress, decap, or
+    /// built by the engine).
     #[inline]
-    fn forward(&mut self, tables: &Tables, data: &mut [u8], l3: usize) -> Verdict {
-        let Some(Ok(mut ip)) = data.get_mut(l3..).map(Ipv4Packet::new_checked) else {
-            return Verdict::Drop(DropReason::MalformedIpv4);
+    pub fn forward(
+        &mut self,
+        tables: &Tables,
+        in_port: PortId,
+        data: &mut [u8],
+        m: &PacketMeta,
+    ) -> Next {
+        let done = |v| Next::Done(v);
+        let Some(Ok(mut ip)) = data
+            .get_mut(usize::from(m.l3)..)
+            .map(Ipv4Packet::new_checked)
+        else {
+            return done(Verdict::Drop(DropReason::MalformedIpv4));
         };
-        let nh = match self.lookup(tables, u32::from(ip.dst_addr())) {
-            Some(Route::Via(nh)) => nh,
-            Some(Route::Host) => return Verdict::ToHost,
-            Some(Route::Blackhole) => return Verdict::Drop(DropReason::Blackhole),
-            None => return Verdict::Drop(DropReason::NoRoute),
+        let route = self.lookup(tables, u32::from(ip.dst_addr()));
+        // The host stack is this node, not a hop: its packets keep their TTL. Neither does the
+        // engine age what it built itself.
+        let mut hop = !m.local;
+        // (egress port, bytes the way out adds to the L3 size, L2 rewrite or tunnel)
+        let (egress, overhead, out) = match route {
+            Some(Route::Via(nh)) => (nh.port, 0, Ok(nh.l2)),
+            Some(Route::Vxlan(t)) => match tables.tunnel(t) {
+                Some(tunnel) => (tunnel.port(), VXLAN_OVERHEAD, Err(t)),
+                None => return done(Verdict::Drop(DropReason::NoTunnel)),
+            },
+            Some(Route::Host) => {
+                let Some(host) = tables.host else {
+                    return done(Verdict::ToHost);
+                };
+                // The host sent us a packet for the host: back out would loop.
+                if host.port == in_port && !m.local {
+                    return done(Verdict::Drop(DropReason::Hairpin));
+                }
+                hop = false;
+                (host.port, 0, Ok(host.l2))
+            }
+            Some(Route::Blackhole) => return done(Verdict::Drop(DropReason::Blackhole)),
+            None => return done(Verdict::Drop(DropReason::NoRoute)),
         };
-        if ip.total_len() > tables.port(nh.port).mtu {
-            return Verdict::Drop(DropReason::TooBig);
+        // RFC 1812 §5.3.1: a datagram whose TTL would reach zero is not forwarded.
+        if hop && ip.ttl() <= 1 {
+            return Next::IcmpError(IcmpError::TimeExceeded);
         }
-        // RFC 1624 update of the header checksum; None when the TTL would reach zero.
-        if ip.decrement_ttl().is_none() {
-            return Verdict::Drop(DropReason::TtlExceeded);
+        let mtu = usize::from(tables.port(egress).mtu);
+        if usize::from(ip.total_len()) + overhead > mtu {
+            // No fragmentation here: with DF clear the packet is dropped (and counted).
+            if ip.dont_frag() && !m.local {
+                // Fits: mtu ≤ u16::MAX.
+                let mtu = mtu.saturating_sub(overhead) as u16;
+                return Next::IcmpError(IcmpError::FragNeeded { mtu });
+            }
+            return done(Verdict::Drop(DropReason::TooBig));
         }
-        data[..12].copy_from_slice(&nh.l2);
-        Verdict::Forward(nh.port)
+        if hop {
+            // Cannot fail: the TTL is above 1.
+            let _ = ip.decrement_ttl();
+        }
+        match out {
+            Ok(l2) => {
+                if let Some(dst) = data.get_mut(..12) {
+                    dst.copy_from_slice(&l2);
+                }
+                done(Verdict::Forward(egress))
+            }
+            Err(tunnel) => Next::VxlanEncap(tunnel),
+        }
     }
 }
 
@@ -72,7 +131,7 @@ mod tests {
     use std::net::Ipv4Addr;
 
     use super::*;
-    use crate::pipeline::ingress;
+    use crate::pipeline::{final_verdict, ingress};
     use crate::tables::NextHop;
     use crate::verdict::PortId;
 
@@ -94,9 +153,12 @@ mod tests {
     }
 
     fn run(data: &mut [u8]) -> Verdict {
-        let m = ingress::classify(data);
+        let t = tables();
+        let mut m = ingress::classify(&t, PortId(0), data);
         assert_eq!(m.next, Next::Ip4Forward);
-        Ip4Forward::default().forward(&tables(), data, usize::from(m.l3))
+        m.next = Ip4Forward::default().forward(&t, PortId(0), data, &m);
+        // Without a router address no ICMP error is built: the drop reason is what remains.
+        final_verdict(m)
     }
 
     #[test]
@@ -136,6 +198,27 @@ mod tests {
             run(&mut frame([10, 0, 1, 7], 64, 1500)),
             Verdict::Drop(DropReason::TooBig)
         );
+    }
+
+    #[test]
+    fn host_route_goes_out_the_host_port_without_a_hop() {
+        use crate::pipeline::test_support::*;
+        let (t, _) = node_tables();
+        // TTL 1 is fine: the host is this node.
+        let f = udp_frame(POD_A_IP, NODE_IP, 1, 1000, 10);
+        let (v, out) = run_one(&t, POD_A, &f);
+        assert_eq!(v, Verdict::Forward(HOST));
+        assert_eq!(&out[..6], &HOST_VETH_MAC);
+        assert_eq!(&out[6..12], &ROUTER_MAC);
+        assert_eq!(&out[12..], &f[12..], "IP packet untouched");
+        // From the host, for the host: a loop.
+        let (v, _) = run_one(&t, HOST, &udp_frame(NODE_IP, NODE_IP, 64, 1000, 10));
+        assert_eq!(v, Verdict::Drop(DropReason::Hairpin));
+        // Pod to pod on this node: a hop.
+        let (v, out) = run_one(&t, POD_A, &udp_frame(POD_A_IP, POD_B_IP, 64, 1000, 10));
+        assert_eq!(v, Verdict::Forward(POD_B));
+        assert_eq!(&out[..6], &POD_B_MAC);
+        assert_eq!(out[22], 63);
     }
 
     proptest::proptest! {

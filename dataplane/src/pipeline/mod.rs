@@ -1,15 +1,25 @@
 //! The packet pipeline: a batch of frames goes through stages, each a function over the whole
 //! batch (VPP's vector model). A stage handles the packets addressed to it and gives each a
 //! next step: another stage, or a final [`Verdict`]. The order of stages is written once, in
-//! [`Pipeline::run`], where a reader sees the whole path.
+//! [`Pipeline::run_on`], where a reader sees the whole path.
+//!
+//! Stages reach packet bytes through [`PacketBuf`] (a UMEM frame in the engine, a plain buffer
+//! in tests), so the same code runs under `cargo test` without AF_XDP sockets.
 
+pub mod arp_responder;
+pub mod icmp_error;
 pub mod ingress;
 pub mod ip4_forward;
+pub mod vxlan_decap;
+pub mod vxlan_encap;
 
-use af_xdp::{Frame, Umem};
+#[cfg(test)]
+pub(crate) mod test_support;
 
-use crate::tables::Tables;
-use crate::verdict::{PortId, Verdict};
+use af_xdp::{Frame, FrameMut, Umem};
+
+use crate::tables::{Tables, TunnelId};
+use crate::verdict::{DropReason, PortId, Verdict};
 
 /// Frames per RX burst and per pipeline run.
 pub const BATCH_SIZE: usize = 64;
@@ -17,10 +27,39 @@ pub const BATCH_SIZE: usize = 64;
 /// Where a packet goes next inside the pipeline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Next {
+    /// ARP on a pod or host port: answered by proxy, or dropped.
+    Arp,
+    /// VXLAN to our VTEP: strip the outer headers, then IPv4 forwarding.
+    VxlanDecap,
     /// IPv4 routing and forwarding.
     Ip4Forward,
+    /// Routed into a tunnel; TTL already decremented, MTU already checked.
+    VxlanEncap(TunnelId),
+    /// Not forwardable; the source gets this ICMP error if the rules allow one.
+    IcmpError(IcmpError),
     /// Finished, with this verdict.
     Done(Verdict),
+}
+
+/// The ICMP errors the engine sends (RFC 1812 §4.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IcmpError {
+    /// Time exceeded in transit (type 11, code 0).
+    TimeExceeded,
+    /// Destination unreachable, fragmentation needed and DF set (type 3, code 4), with the
+    /// next-hop MTU of RFC 1191.
+    FragNeeded { mtu: u16 },
+}
+
+impl IcmpError {
+    /// What the packet is counted as when no error is sent for it.
+    #[inline]
+    pub fn drop_reason(self) -> DropReason {
+        match self {
+            IcmpError::TimeExceeded => DropReason::TtlExceeded,
+            IcmpError::FragNeeded { .. } => DropReason::TooBig,
+        }
+    }
 }
 
 /// Per-packet state carried between stages.
@@ -29,6 +68,9 @@ pub struct PacketMeta {
     pub next: Next,
     /// Offset of the L3 header in the frame's data.
     pub l3: u16,
+    /// Built by the engine (an ICMP error): routed without a TTL decrement, and never the
+    /// subject of an ICMP error itself.
+    pub local: bool,
 }
 
 impl Default for PacketMeta {
@@ -36,6 +78,18 @@ impl Default for PacketMeta {
         PacketMeta {
             next: Next::Done(Verdict::ToHost),
             l3: 0,
+            local: false,
+        }
+    }
+}
+
+impl PacketMeta {
+    /// A packet finished with a drop.
+    #[inline]
+    pub fn dropped(reason: DropReason) -> Self {
+        PacketMeta {
+            next: Next::Done(Verdict::Drop(reason)),
+            ..PacketMeta::default()
         }
     }
 }
@@ -69,27 +123,175 @@ impl Batch {
     }
 }
 
+/// One packet's bytes and the data range inside its buffer, as the stages need them.
+pub trait PacketBuf {
+    /// The packet data.
+    fn data(&self) -> &[u8];
+    /// The packet data, writable.
+    fn data_mut(&mut self) -> &mut [u8];
+    /// Grow the data by `n` bytes at the front; false, changing nothing, without the headroom.
+    fn push_head(&mut self, n: usize) -> bool;
+    /// Drop `n` bytes from the front; false, changing nothing, if there are fewer.
+    fn pull_head(&mut self, n: usize) -> bool;
+    /// Trim, or extend into the tailroom; false, changing nothing, if it does not fit.
+    fn set_len(&mut self, len: usize) -> bool;
+}
+
+impl PacketBuf for FrameMut<'_> {
+    #[inline]
+    fn data(&self) -> &[u8] {
+        FrameMut::data(self)
+    }
+    #[inline]
+    fn data_mut(&mut self) -> &mut [u8] {
+        FrameMut::data_mut(self)
+    }
+    #[inline]
+    fn push_head(&mut self, n: usize) -> bool {
+        FrameMut::push_head(self, n)
+    }
+    #[inline]
+    fn pull_head(&mut self, n: usize) -> bool {
+        FrameMut::pull_head(self, n)
+    }
+    #[inline]
+    fn set_len(&mut self, len: usize) -> bool {
+        FrameMut::set_len(self, len)
+    }
+}
+
+/// The packets of a batch, by index: UMEM frames in the engine, byte buffers in tests.
+pub trait Packets {
+    type Buf<'a>: PacketBuf
+    where
+        Self: 'a;
+    /// Number of packets.
+    fn count(&self) -> usize;
+    /// Packet `i`; `None` past the end.
+    fn get(&mut self, i: usize) -> Option<Self::Buf<'_>>;
+}
+
+/// The frames of a [`Batch`] seen through their UMEM.
+#[derive(Debug)]
+pub struct UmemFrames<'a> {
+    pub umem: &'a Umem,
+    pub frames: &'a mut [Frame],
+}
+
+impl Packets for UmemFrames<'_> {
+    type Buf<'b>
+        = FrameMut<'b>
+    where
+        Self: 'b;
+
+    #[inline]
+    fn count(&self) -> usize {
+        self.frames.len()
+    }
+
+    #[inline]
+    fn get(&mut self, i: usize) -> Option<FrameMut<'_>> {
+        let umem = self.umem;
+        self.frames.get_mut(i).map(|f| umem.view(f))
+    }
+}
+
+/// Calls `f` on every packet whose next step `select` accepts, with its buffer and state.
+/// The loop every stage shares: `meta` has an entry per packet (at most [`BATCH_SIZE`]).
+#[inline]
+pub(crate) fn for_each<P: Packets, T>(
+    pkts: &mut P,
+    meta: &mut [PacketMeta],
+    select: impl Fn(Next) -> Option<T>,
+    mut f: impl FnMut(&mut P::Buf<'_>, &mut PacketMeta, T),
+) {
+    let n = pkts.count().min(meta.len());
+    for (i, m) in meta.iter_mut().enumerate().take(n) {
+        let Some(arg) = select(m.next) else {
+            continue;
+        };
+        let Some(mut buf) = pkts.get(i) else {
+            continue;
+        };
+        f(&mut buf, m, arg);
+    }
+}
+
 /// The verdict of a packet that went through every stage.
 #[inline]
 pub fn final_verdict(meta: PacketMeta) -> Verdict {
     match meta.next {
         Next::Done(v) => v,
+        // An error that could not be sent back is counted as what caused it.
+        Next::IcmpError(e) => Verdict::Drop(e.drop_reason()),
         // A stage left a packet without a verdict: a bug, counted rather than panicking.
-        Next::Ip4Forward => Verdict::Drop(crate::verdict::DropReason::NoRoute),
+        Next::Arp | Next::VxlanDecap | Next::Ip4Forward | Next::VxlanEncap(_) => {
+            Verdict::Drop(DropReason::NoRoute)
+        }
     }
+}
+
+/// Events that are not drops, counted per worker: packets the engine answered or built.
+/// (Drops are counted by the worker from the verdicts.)
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PipelineCounters {
+    /// ARP replies sent (proxy ARP on pod and host ports).
+    pub arp_replies: u64,
+    /// VXLAN packets decapsulated.
+    pub vxlan_decap: u64,
+    /// Packets encapsulated into a tunnel.
+    pub vxlan_encap: u64,
+    /// ICMP time exceeded sent.
+    pub icmp_time_exceeded: u64,
+    /// ICMP fragmentation needed sent.
+    pub icmp_frag_needed: u64,
 }
 
 /// The stages of the engine, with their per-worker state.
 #[derive(Debug, Default)]
 pub struct Pipeline {
     forward: ip4_forward::Ip4Forward,
+    counters: PipelineCounters,
 }
 
 impl Pipeline {
     /// Run every stage over the batch. On return every packet has a final verdict.
     #[inline]
     pub fn run(&mut self, tables: &Tables, umem: &Umem, batch: &mut Batch) {
-        ingress::run(umem, batch);
-        self.forward.run(tables, umem, batch);
+        let Batch {
+            frames,
+            meta,
+            in_port,
+        } = batch;
+        let mut pkts = UmemFrames { umem, frames };
+        self.run_on(tables, *in_port, &mut pkts, meta);
+    }
+
+    /// The stage order, over any packet source.
+    #[inline]
+    pub fn run_on<P: Packets>(
+        &mut self,
+        tables: &Tables,
+        in_port: PortId,
+        pkts: &mut P,
+        meta: &mut [PacketMeta],
+    ) {
+        let c = &mut self.counters;
+        ingress::run(tables, in_port, pkts, meta);
+        arp_responder::run(tables, in_port, pkts, meta, c);
+        vxlan_decap::run(tables, pkts, meta, c);
+        self.forward.run(tables, in_port, pkts, meta);
+        vxlan_encap::run(tables, pkts, meta, c);
+        // The ICMP errors built here are routed once more (to a pod, the host, or a tunnel);
+        // they are marked local, so this stage never sees them again.
+        if icmp_error::run(tables, pkts, meta, c) > 0 {
+            self.forward.run(tables, in_port, pkts, meta);
+            vxlan_encap::run(tables, pkts, meta, c);
+        }
+    }
+
+    /// Counters of answered and built packets since the worker started.
+    pub fn counters(&self) -> &PipelineCounters {
+        &self.counters
     }
 }

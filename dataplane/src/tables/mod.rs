@@ -6,6 +6,7 @@
 //! worker holding it moves on (reference counting via `arc-swap`).
 
 mod lpm;
+mod tunnel;
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use std::sync::Arc;
 use arc_swap::{ArcSwap, Guard};
 
 pub use lpm::Lpm4;
+pub use tunnel::{TunnelId, TunnelSpec, VXLAN_ENCAP_LEN, VXLAN_OVERHEAD, VxlanTunnel};
 
 use crate::verdict::PortId;
 
@@ -21,10 +23,12 @@ use crate::verdict::PortId;
 pub enum Route {
     /// Out of an engine port, to a next hop on that link.
     Via(NextHop),
-    /// To the host kernel (the node's own addresses).
+    /// To the host kernel (the node's own addresses), through [`Tables::host`].
     Host,
     /// Drop (a blackhole route).
     Blackhole,
+    /// Into a VXLAN tunnel to another node's VTEP (a remote pod CIDR).
+    Vxlan(TunnelId),
 }
 
 /// A next hop on an engine port, with its Ethernet rewrite precomputed (VPP's "rewrite
@@ -45,17 +49,80 @@ impl NextHop {
     }
 }
 
+/// What an engine port is attached to; decides which stages its traffic may reach.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PortRole {
+    /// The node's link to the network: routed IPv4 and the overlay's VXLAN.
+    #[default]
+    Uplink,
+    /// The host end of a pod's veth: one pod, anti-spoofed, answered ARP by proxy.
+    Pod,
+    /// A veth whose other end is in the host stack (the path of [`Tables::host`]).
+    Host,
+}
+
+/// The pod behind a [`PortRole::Pod`] port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PodInfo {
+    /// The pod's address: the only IPv4 source (and ARP sender) accepted from its port.
+    pub ip4: Ipv4Addr,
+    /// The MAC of the pod's interface.
+    pub mac: [u8; 6],
+}
+
 /// Per-port facts the data path needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PortInfo {
     /// Largest IP packet (L3 bytes) the port's link carries.
     pub mtu: u16,
+    /// What the port is attached to.
+    pub role: PortRole,
+    /// For a pod port, its pod; `None` on a pod port means no source is accepted yet.
+    pub pod: Option<PodInfo>,
 }
 
 impl Default for PortInfo {
     fn default() -> Self {
-        PortInfo { mtu: 1500 }
+        PortInfo {
+            mtu: 1500,
+            role: PortRole::Uplink,
+            pod: None,
+        }
     }
+}
+
+impl PortInfo {
+    /// A pod port with the default MTU.
+    pub fn pod(ip4: Ipv4Addr, mac: [u8; 6]) -> Self {
+        PortInfo {
+            role: PortRole::Pod,
+            pod: Some(PodInfo { ip4, mac }),
+            ..PortInfo::default()
+        }
+    }
+
+    /// A port of the given role with the default MTU.
+    pub fn with_role(role: PortRole) -> Self {
+        PortInfo {
+            role,
+            ..PortInfo::default()
+        }
+    }
+}
+
+/// This node's end of the VXLAN overlay (flannel's `flannel.1`): what decapsulation accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Overlay {
+    /// Our VTEP address (the node IP on the uplink): the outer destination we decapsulate.
+    pub local_ip: Ipv4Addr,
+    /// The overlay's VNI (flannel: 1).
+    pub vni: u32,
+    /// UDP destination port (flannel: 8472, the Linux default; IANA: 4789).
+    pub port: u16,
+    /// Our VTEP MAC: the inner destination MAC peers put on the frames they send us.
+    pub vtep_mac: [u8; 6],
+    /// The port VXLAN arrives on.
+    pub uplink: PortId,
 }
 
 /// One immutable version of everything the data path looks up.
@@ -67,6 +134,17 @@ pub struct Tables {
     pub routes4: Lpm4<Route>,
     /// Indexed by [`PortId`]; a port without an entry uses the defaults.
     pub ports: Vec<PortInfo>,
+    /// Indexed by [`TunnelId`]; each holds its precomputed encapsulation header.
+    pub tunnels: Vec<VxlanTunnel>,
+    /// Our VTEP; `None` when the node has no overlay (VXLAN then goes to the host like any UDP).
+    pub overlay: Option<Overlay>,
+    /// The path to the host kernel: a veth whose other end is in the host stack. `None`: the
+    /// packets of [`Route::Host`] get [`Verdict::ToHost`](crate::Verdict::ToHost).
+    pub host: Option<NextHop>,
+    /// The MAC the engine uses toward pods and the host port, and answers ARP with.
+    pub router_mac: [u8; 6],
+    /// Source address of the ICMP errors the engine sends (the node IP); `None`: send none.
+    pub router_ip4: Option<Ipv4Addr>,
 }
 
 impl Tables {
@@ -76,9 +154,54 @@ impl Tables {
         self
     }
 
+    /// Set a port's facts, growing [`ports`](Self::ports) with defaults as needed.
+    pub fn with_port(mut self, port: PortId, info: PortInfo) -> Self {
+        if self.ports.len() <= port.index() {
+            self.ports.resize(port.index() + 1, PortInfo::default());
+        }
+        self.ports[port.index()] = info;
+        self
+    }
+
+    /// Add a tunnel, precomputing its header; returns its id for [`Route::Vxlan`].
+    pub fn add_tunnel(&mut self, spec: &TunnelSpec) -> TunnelId {
+        // A table holds far fewer than 2^32 tunnels (one per remote node).
+        let id = TunnelId(self.tunnels.len() as u32);
+        self.tunnels.push(VxlanTunnel::new(spec));
+        id
+    }
+
+    /// Builder form of [`add_tunnel`](Self::add_tunnel).
+    pub fn with_tunnel(mut self, spec: &TunnelSpec) -> (Self, TunnelId) {
+        let id = self.add_tunnel(spec);
+        (self, id)
+    }
+
+    pub fn with_overlay(mut self, overlay: Overlay) -> Self {
+        self.overlay = Some(overlay);
+        self
+    }
+
+    pub fn with_host(mut self, host: NextHop) -> Self {
+        self.host = Some(host);
+        self
+    }
+
+    /// Set the engine's own MAC and (optionally) the source of its ICMP errors.
+    pub fn with_router(mut self, mac: [u8; 6], ip4: Option<Ipv4Addr>) -> Self {
+        self.router_mac = mac;
+        self.router_ip4 = ip4;
+        self
+    }
+
     #[inline]
     pub fn port(&self, port: PortId) -> PortInfo {
         self.ports.get(port.index()).copied().unwrap_or_default()
+    }
+
+    #[inline]
+    pub fn tunnel(&self, id: TunnelId) -> Option<&VxlanTunnel> {
+        self.tunnels.get(id.index())
     }
 }
 
