@@ -92,6 +92,8 @@ drop_reasons! {
     VxlanInnerNotIpv4 = "vxlan_inner_not_ipv4",
     /// A route names a tunnel the tables do not hold (a table compiler bug, made visible).
     NoTunnel = "no_tunnel",
+    /// The underlay next hop has no resolved MAC yet.
+    NoNeighbour = "no_neighbour",
     /// Not enough headroom in the frame to prepend a header (encapsulation, ICMP error).
     NoHeadroom = "no_headroom",
 }

@@ -79,7 +79,7 @@ pub fn respond(tables: &Tables, port: &PortInfo, in_port: PortId, frame: &mut [u
         PortRole::Host => match tables.routes4.lookup(u32::from(target)) {
             // Not a route back out this port: the host would send us what it should send itself.
             Some(Route::Via(nh)) => nh.port != in_port,
-            Some(Route::Vxlan(_)) => true,
+            Some(Route::Vxlan(_) | Route::Unresolved) => true,
             Some(Route::Host | Route::Blackhole) | None => false,
         },
         // Ingress sends no uplink ARP here; the uplink's neighbours belong to the host.

@@ -93,6 +93,7 @@ impl Ip4Forward {
                 (host.port, 0, Ok(host.l2))
             }
             Some(Route::Blackhole) => return done(Verdict::Drop(DropReason::Blackhole)),
+            Some(Route::Unresolved) => return done(Verdict::Drop(DropReason::NoNeighbour)),
             None => return done(Verdict::Drop(DropReason::NoRoute)),
         };
         // RFC 1812 §5.3.1: a datagram whose TTL would reach zero is not forwarded.

@@ -27,6 +27,9 @@ pub enum Route {
     Host,
     /// Drop (a blackhole route).
     Blackhole,
+    /// The next hop's MAC is not known yet (the control plane is resolving it): dropped and
+    /// counted as `no_neighbour`, never held up.
+    Unresolved,
     /// Into a VXLAN tunnel to another node's VTEP (a remote pod CIDR).
     Vxlan(TunnelId),
 }
