@@ -4,9 +4,13 @@
 //! - [`cli`]: command-line options of `kxdp agent` (../shared/INTERFACES.md).
 //! - [`agent`]: runs the engine on the node's interfaces until SIGTERM/SIGINT.
 //! - [`cores`]: parsing of core lists such as `2-5,7`.
+//! - [`netlink`]: a synchronous rtnetlink client (veth pairs, addresses, routes, neighbours)
+//!   and the [`netlink::NeighbourResolver`] that gives the engine its next hops' MACs.
 //!
 //! The control plane never touches a frame: it publishes tables to the data path.
 
 pub mod agent;
 pub mod cli;
 pub mod cores;
+pub mod netlink;
+pub mod overlay;

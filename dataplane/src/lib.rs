@@ -7,8 +7,8 @@
 //! - [`pipeline`]: the stages a batch of frames goes through, in the order written there.
 //! - [`verdict`]: what a stage decides for a packet; [`DropReason`], one counter each.
 //! - [`stats`]: per-worker counters.
-//! - `worker` (private): the poll-mode loop of one pinned thread.
-//! - [`engine`]: attaches to interfaces and runs the workers.
+//! - `worker` (private): the poll-mode loop of one pinned thread, and the commands it takes.
+//! - [`engine`]: runs the workers and attaches to interfaces as ports come and go.
 //!
 //! The data path never depends on tokio or kube; the control plane publishes [`Tables`].
 
@@ -25,7 +25,7 @@ pub use tables::{NextHop, Route, TableHandle, Tables};
 pub use verdict::{DropReason, PortId, Verdict};
 pub use worker::IdlePolicy;
 
-/// Errors from starting the engine.
+/// Errors from starting the engine and from adding or removing ports.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     /// The engine configuration is invalid.
@@ -44,4 +44,13 @@ pub enum EngineError {
         #[source]
         source: std::io::Error,
     },
+    /// A worker thread died or did not answer in time.
+    #[error("worker {0} is gone or not answering")]
+    WorkerGone(u32),
+    /// No port has this id.
+    #[error("no port with id {}", .0.0)]
+    NoSuchPort(PortId),
+    /// The interface is already one of the engine's ports.
+    #[error("{0} is already a port of the engine")]
+    PortExists(String),
 }

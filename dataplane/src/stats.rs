@@ -3,6 +3,10 @@
 //! A worker accumulates into plain integers during a batch and publishes with relaxed stores
 //! of its own cache-padded atomics: no read-modify-write and no cache line shared between
 //! workers on the hot path. Readers sum across workers.
+//!
+//! Per-port counters have a slot for every possible [`PortId`](crate::PortId) (ports come and
+//! go while the engine runs); a removed port's counters keep their last values until its id is
+//! given to a new port, when the worker resets them.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -25,6 +29,7 @@ pub struct PortCounters {
 /// Counters of one worker.
 #[derive(Debug)]
 pub struct WorkerStats {
+    /// Indexed by `PortId`, [`MAX_PORTS`] slots.
     pub ports: Box<[PortCounters]>,
     pub drops: CachePadded<[AtomicU64; DropReason::COUNT]>,
     pub to_host: AtomicU64,
@@ -44,12 +49,22 @@ pub struct WorkerStats {
     pub xsk_rx_ring_full: AtomicU64,
     pub xsk_fill_ring_empty: AtomicU64,
     pub xsk_rx_dropped: AtomicU64,
+    /// Packets the engine answered or built (ARP replies, encap, decap, ICMP errors), as
+    /// the pipeline counted them; stored by the worker after each loop.
+    pub events: [AtomicU64; 5],
+}
+
+impl Default for WorkerStats {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl WorkerStats {
-    pub fn new(ports: usize) -> Self {
+    /// Zeroed counters, with a slot for each of the [`MAX_PORTS`] port ids.
+    pub fn new() -> Self {
         WorkerStats {
-            ports: (0..ports).map(|_| PortCounters::default()).collect(),
+            ports: (0..MAX_PORTS).map(|_| PortCounters::default()).collect(),
             drops: CachePadded::new(std::array::from_fn(|_| AtomicU64::new(0))),
             to_host: AtomicU64::new(0),
             batches: AtomicU64::new(0),
@@ -63,6 +78,7 @@ impl WorkerStats {
             xsk_rx_ring_full: AtomicU64::new(0),
             xsk_fill_ring_empty: AtomicU64::new(0),
             xsk_rx_dropped: AtomicU64::new(0),
+            events: std::array::from_fn(|_| AtomicU64::new(0)),
         }
     }
 
@@ -98,6 +114,27 @@ impl WorkerStats {
                 rx_dropped: r(&self.xsk_rx_dropped),
                 ..Default::default()
             },
+            events: crate::pipeline::PipelineCounters {
+                arp_replies: r(&self.events[0]),
+                vxlan_decap: r(&self.events[1]),
+                vxlan_encap: r(&self.events[2]),
+                icmp_time_exceeded: r(&self.events[3]),
+                icmp_frag_needed: r(&self.events[4]),
+            },
+        }
+    }
+}
+
+impl PortCounters {
+    /// Zero the counters (by their only writer, when a port id is reused).
+    pub(crate) fn reset(&self) {
+        for c in [
+            &self.rx_packets,
+            &self.rx_bytes,
+            &self.tx_packets,
+            &self.tx_bytes,
+        ] {
+            c.store(0, Ordering::Relaxed);
         }
     }
 }
@@ -122,6 +159,8 @@ pub struct PortSnapshot {
 /// Counters of one worker at one moment.
 #[derive(Debug, Clone)]
 pub struct WorkerSnapshot {
+    /// Indexed by `PortId` ([`MAX_PORTS`] entries; ids without a port read zero, or a removed
+    /// port's last values until the id is reused).
     pub ports: Vec<PortSnapshot>,
     pub drops: [u64; DropReason::COUNT],
     pub to_host: u64,
@@ -131,6 +170,8 @@ pub struct WorkerSnapshot {
     pub frames: af_xdp::FrameCounts,
     /// Kernel-side socket counters (summed over ports; refreshed every few thousand loops).
     pub xsk: af_xdp::SocketStats,
+    /// Packets the engine answered or built.
+    pub events: crate::pipeline::PipelineCounters,
 }
 
 impl WorkerSnapshot {

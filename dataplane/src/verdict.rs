@@ -94,6 +94,9 @@ drop_reasons! {
     NoTunnel = "no_tunnel",
     /// The underlay next hop has no resolved MAC yet.
     NoNeighbour = "no_neighbour",
+    /// The egress port has no socket on this worker (the port has fewer queues than there
+    /// are workers, or it is being removed).
+    NoEgressSocket = "no_egress_socket",
     /// Not enough headroom in the frame to prepend a header (encapsulation, ICMP error).
     NoHeadroom = "no_headroom",
 }

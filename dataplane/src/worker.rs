@@ -1,14 +1,23 @@
 //! A worker: one thread, optionally pinned to a core, owning one UMEM and a socket per port
-//! (its own queue on every port). The loop is RX burst → pipeline → TX burst → completion →
-//! refill, busy-polling while there is traffic and sleeping in epoll when there is none.
+//! (its own queue on every port that has it). The loop is commands → RX burst → pipeline →
+//! TX burst → completion → refill, busy-polling while there is traffic and sleeping in epoll
+//! when there is none.
+//!
+//! Ports come and go while the worker runs: the engine sends [`Command`]s through a channel the
+//! loop polls once per pass (`try_recv`, no lock) and wakes a sleeping worker with a
+//! [`mio::Waker`]. The worker binds and closes its own sockets, in its own thread, so nothing
+//! else ever touches its UMEM or rings.
 
-use std::os::fd::RawFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, Sender};
 use std::time::{Duration, Instant};
 
 use af_xdp::bpf::SteeringProgram;
-use af_xdp::{Frame, FrameCounts, SocketConfig, SocketId, UmemConfig, XskGroup};
+use af_xdp::{
+    Frame, FrameCounts, Reclaimed, SocketConfig, SocketId, UmemConfig, XskError, XskGroup,
+};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
@@ -17,6 +26,13 @@ use crate::pipeline::{BATCH_SIZE, Batch, Pipeline};
 use crate::stats::{MAX_PORTS, WorkerStats, bump};
 use crate::tables::TableHandle;
 use crate::verdict::{DropReason, PortId, Verdict};
+
+/// epoll token of the engine's waker; sockets use their port id (< `MAX_PORTS`).
+pub(crate) const WAKE_TOKEN: Token = Token(MAX_PORTS);
+
+/// How long a worker waits for a removed port's transmissions to complete before it closes the
+/// socket anyway (its frames come back either way).
+const REMOVE_TX_WAIT: Duration = Duration::from_millis(100);
 
 /// When an idle worker stops spinning and sleeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,12 +52,23 @@ impl Default for IdlePolicy {
     }
 }
 
-/// One port as a worker sees it.
-#[derive(Debug, Clone)]
-pub(crate) struct WorkerPort {
-    pub ifindex: u32,
-    /// XSKMAP slot of queue 0 of this port; the worker's queue is added to it.
-    pub xsk_base: u32,
+/// What the engine asks of a worker.
+#[derive(Debug)]
+pub(crate) enum Command {
+    /// Bind this worker's queue (its index) of `ifindex`, put the socket in XSKMAP slot
+    /// `xsk_base + queue`, and answer whether it bound (false: the port has no such queue).
+    AddPort {
+        id: PortId,
+        ifindex: u32,
+        xsk_base: u32,
+        reply: Sender<Result<bool, EngineError>>,
+    },
+    /// Close this worker's socket on the port (if any), taking back its frames. The engine has
+    /// already stopped steering to it.
+    RemovePort {
+        id: PortId,
+        reply: Sender<Reclaimed>,
+    },
 }
 
 /// Everything a worker thread needs; moved into it.
@@ -49,7 +76,6 @@ pub(crate) struct WorkerPort {
 pub(crate) struct WorkerSetup {
     pub index: u32,
     pub core: Option<usize>,
-    pub ports: Vec<WorkerPort>,
     pub umem: UmemConfig,
     pub socket: SocketConfig,
     pub idle: IdlePolicy,
@@ -57,12 +83,15 @@ pub(crate) struct WorkerSetup {
     pub stats: Arc<WorkerStats>,
     pub stop: Arc<AtomicBool>,
     pub steering: Arc<SteeringProgram>,
+    pub commands: Receiver<Command>,
 }
 
-/// Builds the worker's sockets (in the calling thread's network namespace), reports readiness,
-/// then runs until `stop` is set. Returns the UMEM accounting after draining transmissions.
+/// Builds the worker's UMEM, reports readiness, then serves commands and traffic until `stop`
+/// is set. Returns the UMEM accounting after draining transmissions. `poll` was created by the
+/// engine, which keeps a waker registered on it as [`WAKE_TOKEN`].
 pub(crate) fn run(
     setup: WorkerSetup,
+    poll: Poll,
     ready: std::sync::mpsc::Sender<Result<(), EngineError>>,
 ) -> FrameCounts {
     if let Some(core) = setup.core
@@ -70,7 +99,7 @@ pub(crate) fn run(
     {
         tracing::warn!(worker = setup.index, core, "could not pin worker to core");
     }
-    let mut worker = match Worker::new(&setup) {
+    let mut worker = match Worker::new(&setup, poll) {
         Ok(w) => w,
         Err(e) => {
             let _ = ready.send(Err(e));
@@ -87,10 +116,16 @@ pub(crate) fn run(
 
 struct Worker {
     group: XskGroup,
-    sockets: Vec<SocketId>,
+    /// Per port id: this worker's socket on the port, while it is usable.
+    sockets: Vec<Option<SocketId>>,
+    /// Ports with a usable socket here, in polling order.
+    active: Vec<PortId>,
+    /// Sockets that failed hard (their interface went away): no longer polled or sent to,
+    /// kept until the port is removed so that their frames are taken back then.
+    parked: Vec<(PortId, SocketId)>,
     batch: Batch,
     pipeline: Pipeline,
-    /// Frames waiting for transmission, per egress port.
+    /// Frames waiting for transmission, per port id.
     txq: Vec<Vec<Frame>>,
     poll: Poll,
     events: Events,
@@ -99,48 +134,28 @@ struct Worker {
 
 /// Counters accumulated over one loop, published with one store each.
 struct Local {
+    /// Per port id: (packets, bytes).
     rx: Vec<(u64, u64)>,
     tx: Vec<(u64, u64)>,
     drops: [u64; DropReason::COUNT],
 }
 
 impl Worker {
-    fn new(setup: &WorkerSetup) -> Result<Self, EngineError> {
-        let mut group = XskGroup::new(&setup.umem)?;
-        let mut sockets = Vec::with_capacity(setup.ports.len());
-        for port in &setup.ports {
-            let id = group.add_socket(port.ifindex, setup.index, &setup.socket)?;
-            setup.steering.set_socket(
-                port.xsk_base + setup.index,
-                std::os::fd::AsFd::as_fd(group.socket(id)),
-            )?;
-            sockets.push(id);
-        }
-        let poll = Poll::new().map_err(|e| EngineError::Os {
-            op: "epoll_create",
-            source: e,
-        })?;
-        let fds: Vec<RawFd> = group.raw_fds().collect();
-        for (i, fd) in fds.iter().enumerate() {
-            poll.registry()
-                .register(&mut SourceFd(fd), Token(i), Interest::READABLE)
-                .map_err(|e| EngineError::Os {
-                    op: "epoll_ctl",
-                    source: e,
-                })?;
-        }
-        let n = setup.ports.len();
+    fn new(setup: &WorkerSetup, poll: Poll) -> Result<Self, EngineError> {
         Ok(Worker {
-            group,
-            sockets,
+            group: XskGroup::new(&setup.umem)?,
+            sockets: vec![None; MAX_PORTS],
+            active: Vec::new(),
+            parked: Vec::new(),
             batch: Batch::default(),
             pipeline: Pipeline::default(),
-            txq: (0..n).map(|_| Vec::with_capacity(BATCH_SIZE)).collect(),
+            // Capacity is given when a port arrives: 256 idle queues cost nothing.
+            txq: (0..MAX_PORTS).map(|_| Vec::new()).collect(),
             poll,
-            events: Events::with_capacity(n.max(1)),
+            events: Events::with_capacity(64),
             local: Local {
-                rx: vec![(0, 0); n],
-                tx: vec![(0, 0); n],
+                rx: vec![(0, 0); MAX_PORTS],
+                tx: vec![(0, 0); MAX_PORTS],
                 drops: [0; DropReason::COUNT],
             },
         })
@@ -150,6 +165,9 @@ impl Worker {
         let mut empty: u32 = 0;
         let mut loops: u32 = 0;
         while !setup.stop.load(Ordering::Relaxed) {
+            while let Ok(cmd) = setup.commands.try_recv() {
+                self.command(setup, cmd);
+            }
             let moved = self.poll_once(&setup.tables);
             self.publish(&setup.stats);
             bump(&setup.stats.batches, 1);
@@ -168,9 +186,9 @@ impl Worker {
                 empty = 0;
                 bump(&setup.stats.sleeps, 1);
                 self.publish_frames(&setup.stats);
-                // Sleep until a socket is readable; short when transmissions are in flight so
-                // their frames come back promptly.
-                let timeout = if self.group.tx_outstanding() > 0 {
+                // Sleep until a socket is readable or the engine wakes us; short when
+                // transmissions are in flight so their frames come back promptly.
+                let timeout = if self.live_tx_outstanding() > 0 {
                     Duration::from_millis(1)
                 } else {
                     setup.idle.max_sleep
@@ -180,22 +198,169 @@ impl Worker {
         }
     }
 
+    fn command(&mut self, setup: &WorkerSetup, cmd: Command) {
+        match cmd {
+            Command::AddPort {
+                id,
+                ifindex,
+                xsk_base,
+                reply,
+            } => {
+                let r = self.add_port(setup, id, ifindex, xsk_base);
+                let _ = reply.send(r);
+            }
+            Command::RemovePort { id, reply } => {
+                let r = self.remove_port(id);
+                let _ = reply.send(r);
+            }
+        }
+        self.publish_frames(&setup.stats);
+    }
+
+    fn add_port(
+        &mut self,
+        setup: &WorkerSetup,
+        id: PortId,
+        ifindex: u32,
+        xsk_base: u32,
+    ) -> Result<bool, EngineError> {
+        let p = id.index();
+        if p >= MAX_PORTS || self.sockets[p].is_some() || self.parked.iter().any(|x| x.0 == id) {
+            return Err(EngineError::Config(format!(
+                "worker {}: port id {} is out of range or in use",
+                setup.index, id.0
+            )));
+        }
+        // The id may have been another port's: its counters start again from zero.
+        if let Some(c) = setup.stats.ports.get(p) {
+            c.reset();
+        }
+        self.local.rx[p] = (0, 0);
+        self.local.tx[p] = (0, 0);
+        let queue = setup.index;
+        let sid = match self.group.add_socket(ifindex, queue, &setup.socket) {
+            Ok(sid) => sid,
+            Err(XskError::QueueUnavailable { ifname, .. }) => {
+                tracing::debug!(
+                    worker = setup.index,
+                    %ifname,
+                    queue,
+                    "no such queue on the port; this worker has no socket there"
+                );
+                return Ok(false);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if let Err(e) = self.attach_socket(setup, id, sid, xsk_base + queue) {
+            self.group.remove_socket(sid, Duration::ZERO);
+            return Err(e);
+        }
+        self.sockets[p] = Some(sid);
+        self.active.push(id);
+        self.txq[p].reserve(BATCH_SIZE);
+        Ok(true)
+    }
+
+    /// Registers a new socket with epoll and puts it in its XSKMAP slot.
+    fn attach_socket(
+        &mut self,
+        setup: &WorkerSetup,
+        id: PortId,
+        sid: SocketId,
+        slot: u32,
+    ) -> Result<(), EngineError> {
+        let Some(sock) = self.group.socket(sid) else {
+            return Err(EngineError::Config(format!(
+                "socket of port {} vanished",
+                id.0
+            )));
+        };
+        let fd = sock.as_raw_fd();
+        self.poll
+            .registry()
+            .register(&mut SourceFd(&fd), Token(id.index()), Interest::READABLE)
+            .map_err(|e| EngineError::Os {
+                op: "epoll_ctl(ADD)",
+                source: e,
+            })?;
+        if let Err(e) = setup.steering.set_socket(slot, sock.as_fd()) {
+            let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    fn remove_port(&mut self, id: PortId) -> Reclaimed {
+        let sid = match self.sockets.get_mut(id.index()).and_then(Option::take) {
+            Some(sid) => sid,
+            None => match self.parked.iter().position(|x| x.0 == id) {
+                Some(i) => self.parked.swap_remove(i).1,
+                None => return Reclaimed::default(),
+            },
+        };
+        self.active.retain(|p| *p != id);
+        if let Some(sock) = self.group.socket(sid) {
+            let _ = self
+                .poll
+                .registry()
+                .deregister(&mut SourceFd(&sock.as_raw_fd()));
+        }
+        self.group
+            .remove_socket(sid, REMOVE_TX_WAIT)
+            .unwrap_or_default()
+    }
+
+    /// Stops using a socket that failed hard; its frames come back when the port is removed.
+    #[cold]
+    fn park(&mut self, port: PortId) {
+        let Some(sid) = self.sockets.get_mut(port.index()).and_then(Option::take) else {
+            return;
+        };
+        tracing::warn!(
+            port = port.0,
+            "AF_XDP socket failed (interface gone?); not using the port until it is removed"
+        );
+        self.active.retain(|p| *p != port);
+        self.parked.push((port, sid));
+        if let Some(sock) = self.group.socket(sid) {
+            let _ = self
+                .poll
+                .registry()
+                .deregister(&mut SourceFd(&sock.as_raw_fd()));
+        }
+    }
+
+    /// Transmissions in flight on the sockets still in use.
+    fn live_tx_outstanding(&self) -> u64 {
+        self.active
+            .iter()
+            .filter_map(|p| self.sockets[p.index()])
+            .filter_map(|sid| self.group.socket_frames(sid))
+            .map(|(_, tx)| tx)
+            .sum()
+    }
+
     /// One pass over every port. Returns frames received.
     #[inline]
     fn poll_once(&mut self, tables: &TableHandle) -> u32 {
         // One snapshot for everything this pass does: a batch sees one version of the tables.
         let tables = tables.load();
         let mut moved = 0;
-        for p in 0..self.sockets.len() {
-            let sid = self.sockets[p];
+        let mut i = 0;
+        // `active` may shrink during the pass (a socket failing hard in dispatch).
+        while let Some(&port) = self.active.get(i) {
+            i += 1;
+            let Some(sid) = self.sockets[port.index()] else {
+                continue;
+            };
             self.group.complete(sid);
             let n = self
                 .group
                 .rx_burst(sid, &mut self.batch.frames, BATCH_SIZE as u32);
             if n > 0 {
                 moved += n;
-                self.batch.in_port = PortId(p as u16);
-                let rx = &mut self.local.rx[p];
+                self.batch.in_port = port;
+                let rx = &mut self.local.rx[port.index()];
                 rx.0 += u64::from(n);
                 rx.1 += self
                     .batch
@@ -218,10 +383,17 @@ impl Worker {
         let Batch { frames, meta, .. } = &mut self.batch;
         for (i, frame) in frames.drain(..).enumerate() {
             match crate::pipeline::final_verdict(meta[i]) {
-                Verdict::Forward(port) if port.index() < self.txq.len() => {
+                Verdict::Forward(port)
+                    if self.sockets.get(port.index()).is_some_and(Option::is_some) =>
+                {
                     self.txq[port.index()].push(frame);
                 }
-                Verdict::Forward(_) | Verdict::ToHost => {
+                // A port this worker has no socket on: gone, or without this worker's queue.
+                Verdict::Forward(_) => {
+                    self.local.drops[DropReason::NoEgressSocket as usize] += 1;
+                    self.group.release(frame);
+                }
+                Verdict::ToHost => {
                     self.local.drops[DropReason::NoHostPath as usize] += 1;
                     self.group.release(frame);
                 }
@@ -231,11 +403,16 @@ impl Worker {
                 }
             }
         }
-        for q in 0..self.txq.len() {
+        let mut i = 0;
+        while let Some(&port) = self.active.get(i) {
+            i += 1;
+            let q = port.index();
             if self.txq[q].is_empty() {
                 continue;
             }
-            let sid = self.sockets[q];
+            let Some(sid) = self.sockets[q] else {
+                continue;
+            };
             let bytes: u64 = self.txq[q].iter().map(|f| f.len() as u64).sum();
             let want = self.txq[q].len();
             let sent = self.group.tx_burst(sid, &mut self.txq[q]);
@@ -250,19 +427,18 @@ impl Worker {
                 self.local.drops[DropReason::TxRingFull as usize] += 1;
                 self.group.release(frame);
             }
-            self.group.kick_tx(sid);
+            if !self.group.kick_tx(sid) {
+                self.park(port);
+                i -= 1; // `port` left `active`; the next one moved into its place.
+            }
         }
     }
 
     fn publish(&mut self, stats: &WorkerStats) {
-        for (i, (rx, tx)) in self
-            .local
-            .rx
-            .iter_mut()
-            .zip(self.local.tx.iter_mut())
-            .enumerate()
-        {
-            if let Some(c) = stats.ports.get(i) {
+        for port in &self.active {
+            let p = port.index();
+            let (rx, tx) = (&mut self.local.rx[p], &mut self.local.tx[p]);
+            if let Some(c) = stats.ports.get(p) {
                 bump(&c.rx_packets, rx.0);
                 bump(&c.rx_bytes, rx.1);
                 bump(&c.tx_packets, tx.0);
@@ -274,6 +450,16 @@ impl Worker {
         for (i, d) in self.local.drops.iter_mut().enumerate() {
             bump(&stats.drops[i], *d);
             *d = 0;
+        }
+        let e = self.pipeline.counters();
+        for (slot, v) in stats.events.iter().zip([
+            e.arp_replies,
+            e.vxlan_decap,
+            e.vxlan_encap,
+            e.icmp_time_exceeded,
+            e.icmp_frag_needed,
+        ]) {
+            slot.store(v, Ordering::Relaxed);
         }
     }
 
@@ -304,10 +490,12 @@ impl Worker {
     /// After stop: keep kicking and reaping until every transmitted frame has completed.
     fn drain(&mut self, limit: Duration) {
         let deadline = Instant::now() + limit;
-        while self.group.tx_outstanding() > 0 && Instant::now() < deadline {
-            for &sid in &self.sockets {
-                self.group.kick_tx(sid);
-                self.group.complete(sid);
+        while self.live_tx_outstanding() > 0 && Instant::now() < deadline {
+            for p in &self.active {
+                if let Some(sid) = self.sockets[p.index()] {
+                    self.group.kick_tx(sid);
+                    self.group.complete(sid);
+                }
             }
             std::thread::yield_now();
         }

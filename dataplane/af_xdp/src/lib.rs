@@ -10,10 +10,12 @@
 //! - [`socket`]: one XSK socket bound to an (interface, queue), its rings and its wakeups.
 //! - [`group`]: [`XskGroup`], the sockets of one worker sharing one UMEM (`XDP_SHARED_UMEM`), so
 //!   forwarding between interfaces moves a descriptor, never a payload; it keeps the frame
-//!   accounting ([`FrameCounts`]).
+//!   accounting ([`FrameCounts`]) and, when a socket is removed, takes back every frame the
+//!   kernel still held for it.
 //! - [`bpf`]: a BPF assembler, bpf() syscall wrappers and the steering XDP program that decides
 //!   which frames reach our sockets (everything else goes to the kernel).
-//! - `mmap`, `sys` (private): the narrow OS boundary (mmap, setsockopt, getsockopt).
+//! - `mmap`, `sys` (private): the narrow OS boundary (mmap, setsockopt, getsockopt, and the
+//!   `SIOCGIFHWADDR` ioctl behind [`hw_addr`]).
 #![allow(unsafe_code)]
 
 pub mod bpf;
@@ -24,7 +26,7 @@ pub mod socket;
 mod sys;
 pub mod umem;
 
-pub use group::{FrameCounts, SocketId, XskGroup};
+pub use group::{FrameCounts, Reclaimed, SocketId, XskGroup};
 pub use socket::{BindMode, SocketConfig, SocketStats, XskSocket};
 pub use umem::{Frame, FrameMut, Umem, UmemConfig};
 
@@ -55,15 +57,42 @@ pub enum XskError {
     /// Every socket of a group must be on a distinct (interface, queue).
     #[error("interface index {ifindex} queue {queue} already has a socket in this group")]
     DuplicateQueue { ifindex: u32, queue: u32 },
+    /// The kernel refused to bind to a queue other than 0 with EINVAL: the interface has fewer
+    /// queues (`real_num_rx_queues`/`real_num_tx_queues`) than that. Queue 0 always exists, so
+    /// EINVAL there stays an [`XskError::Os`].
+    #[error("{ifname} has no queue {queue}: {source}")]
+    QueueUnavailable {
+        ifname: String,
+        queue: u32,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl XskError {
+    /// The errno behind a failed system call, if that is what this is.
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            XskError::Os { source, .. }
+            | XskError::ZeroCopyUnsupported { source, .. }
+            | XskError::QueueUnavailable { source, .. } => source.raw_os_error(),
+            XskError::InvalidConfig(_)
+            | XskError::NoSuchInterface(_)
+            | XskError::DuplicateQueue { .. } => None,
+        }
+    }
+
     pub(crate) fn last_os(op: &'static str) -> Self {
         XskError::Os {
             op,
             source: std::io::Error::last_os_error(),
         }
     }
+}
+
+/// The hardware (MAC) address of an interface in the calling thread's network namespace.
+pub fn hw_addr(name: &str) -> Result<[u8; 6], XskError> {
+    sys::if_hwaddr(name)
 }
 
 /// Resolve an interface name to its index in the calling thread's network namespace.

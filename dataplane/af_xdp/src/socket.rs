@@ -2,7 +2,6 @@
 //! rings, sharing its group's UMEM.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::sync::Arc;
 
 use crate::XskError;
 use crate::ring::{ConsRing, ProdRing};
@@ -61,7 +60,22 @@ pub struct SocketStats {
 /// 32 frames.
 const XDP_MAX_TX_SKB_BUDGET: i32 = 9;
 
+/// Which UMEM a new socket binds to.
+#[derive(Debug)]
+pub(crate) enum UmemBind<'a> {
+    /// This socket has the UMEM registered on it (`Umem::register`) and binds first.
+    Owner(OwnedFd),
+    /// Share the UMEM of this bound socket (`XDP_SHARED_UMEM`). Any bound socket using the UMEM
+    /// will do; the kernel only takes the UMEM (and its copy/zero-copy mode) from it.
+    Shared(BorrowedFd<'a>),
+}
+
 /// A bound XSK socket.
+///
+/// Dropping it unmaps the rings, then closes the socket. A ring mapping holds a reference to
+/// the socket's file, so only once both are gone does the kernel release the socket: it leaves
+/// the XSKMAPs it was in, unbinds (waiting out in-flight receives with `synchronize_net`) and
+/// stops using the frames it held for it.
 #[derive(Debug)]
 pub struct XskSocket {
     // Rings first: they are unmapped before the socket closes.
@@ -69,20 +83,22 @@ pub struct XskSocket {
     pub(crate) tx: ProdRing<libc::xdp_desc>,
     pub(crate) fill: ProdRing<u64>,
     pub(crate) comp: ConsRing<u64>,
-    fd: Arc<OwnedFd>,
+    fd: OwnedFd,
     ifindex: u32,
     queue: u32,
     zero_copy: bool,
 }
 
 impl XskSocket {
-    /// Create and bind a socket. `umem_fd` is the socket the UMEM was registered on; when
-    /// `shared` is false this socket *is* that socket (the group's first), otherwise it binds
-    /// with `XDP_SHARED_UMEM` and gets its own fill and completion rings, which the kernel
-    /// requires when the interface or queue differs from the first socket's.
+    /// Create and bind a socket. With [`UmemBind::Owner`] this socket *is* the one the UMEM is
+    /// registered on; with [`UmemBind::Shared`] it binds with `XDP_SHARED_UMEM` and gets its own
+    /// fill and completion rings, which the kernel requires when the interface or queue differs
+    /// from the other socket's.
+    ///
+    /// EINVAL from binding a queue other than 0 is [`XskError::QueueUnavailable`]: the
+    /// interface has fewer queues than that (`xsk_reg_pool_at_qid`).
     pub(crate) fn bind(
-        umem_fd: &Arc<OwnedFd>,
-        shared: bool,
+        umem: UmemBind<'_>,
         ifindex: u32,
         queue: u32,
         cfg: &SocketConfig,
@@ -94,10 +110,9 @@ impl XskSocket {
                 ));
             }
         }
-        let fd = if shared {
-            Arc::new(sys::xsk_socket()?)
-        } else {
-            Arc::clone(umem_fd)
+        let (fd, shared_with) = match umem {
+            UmemBind::Owner(fd) => (fd, None),
+            UmemBind::Shared(other) => (sys::xsk_socket()?, Some(other)),
         };
         let bfd = fd.as_fd();
         sys::setsockopt(
@@ -145,24 +160,29 @@ impl XskSocket {
         };
         let ifname =
             || sys::if_indextoname(ifindex).unwrap_or_else(|| format!("ifindex {ifindex}"));
-        if shared {
+        let bind_error = |op: &'static str, source: std::io::Error| {
+            if queue > 0 && source.raw_os_error() == Some(libc::EINVAL) {
+                XskError::QueueUnavailable {
+                    ifname: ifname(),
+                    queue,
+                    source,
+                }
+            } else {
+                XskError::Os { op, source }
+            }
+        };
+        if let Some(other) = shared_with {
             // The kernel refuses mode flags here: a shared socket inherits copy/zero-copy and
             // need_wakeup from the UMEM's first socket.
             addr.sxdp_flags = libc::XDP_SHARED_UMEM;
-            addr.sxdp_shared_umem_fd = umem_fd.as_raw_fd() as u32;
-            sys::bind(bfd, &addr).map_err(|source| XskError::Os {
-                op: "bind(XDP_SHARED_UMEM)",
-                source,
-            })?;
+            addr.sxdp_shared_umem_fd = other.as_raw_fd() as u32;
+            sys::bind(bfd, &addr).map_err(|e| bind_error("bind(XDP_SHARED_UMEM)", e))?;
         } else {
             let wake = libc::XDP_USE_NEED_WAKEUP;
             match cfg.bind {
                 BindMode::Copy => {
                     addr.sxdp_flags = wake | libc::XDP_COPY;
-                    sys::bind(bfd, &addr).map_err(|source| XskError::Os {
-                        op: "bind(XDP_COPY)",
-                        source,
-                    })?;
+                    sys::bind(bfd, &addr).map_err(|e| bind_error("bind(XDP_COPY)", e))?;
                 }
                 BindMode::ZeroCopy | BindMode::Auto => {
                     addr.sxdp_flags = wake | libc::XDP_ZEROCOPY;
@@ -174,15 +194,20 @@ impl XskSocket {
                                 source,
                             });
                         }
-                        tracing::info!(
-                            "{} queue {queue}: zero-copy AF_XDP not available ({source}); using copy mode",
-                            ifname()
-                        );
+                        if queue > 0 && source.raw_os_error() == Some(libc::EINVAL) {
+                            // Most likely no such queue; the copy-mode bind below says for sure.
+                            tracing::debug!(
+                                "{} queue {queue}: zero-copy bind: {source}; trying copy mode",
+                                ifname()
+                            );
+                        } else {
+                            tracing::info!(
+                                "{} queue {queue}: zero-copy AF_XDP not available ({source}); using copy mode",
+                                ifname()
+                            );
+                        }
                         addr.sxdp_flags = wake | libc::XDP_COPY;
-                        sys::bind(bfd, &addr).map_err(|source| XskError::Os {
-                            op: "bind(XDP_COPY)",
-                            source,
-                        })?;
+                        sys::bind(bfd, &addr).map_err(|e| bind_error("bind(XDP_COPY)", e))?;
                     }
                 }
             }
@@ -246,7 +271,8 @@ impl XskSocket {
     }
 
     /// Kick transmission if the kernel asked for it (always, in copy mode). Returns false when
-    /// the kernel reported an error other than "busy, try again".
+    /// the kernel reported an error other than "busy, try again": ENXIO once the interface went
+    /// away (the kernel unbinds the socket on `NETDEV_UNREGISTER`), ENETDOWN when it is down.
     pub(crate) fn kick_tx(&self) -> bool {
         if !self.tx.needs_wakeup() {
             return true;

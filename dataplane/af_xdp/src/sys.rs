@@ -151,3 +151,67 @@ pub(crate) fn if_indextoname(index: u32) -> Option<String> {
     let s = unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) };
     Some(s.to_string_lossy().into_owned())
 }
+
+/// The hardware (MAC) address of `ifname` in the calling thread's network namespace, with
+/// `ioctl(SIOCGIFHWADDR)` on a throwaway UDP socket (the ioctl is answered by the generic
+/// device layer whatever the socket's protocol; AF_XDP sockets refuse it).
+pub(crate) fn if_hwaddr(ifname: &str) -> Result<[u8; 6], XskError> {
+    let name = ifname.as_bytes();
+    if name.is_empty() || name.len() >= libc::IFNAMSIZ || name.contains(&0) {
+        return Err(XskError::NoSuchInterface(ifname.to_owned()));
+    }
+    // SAFETY: socket() has no memory-safety preconditions; the result is checked.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(XskError::last_os("socket(AF_INET) for SIOCGIFHWADDR"));
+    }
+    // SAFETY: fd is a freshly created descriptor that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: ifreq is a repr(C) struct of integers, byte arrays and a union of those (plus a
+    // pointer member we never read); all-zero is a valid value and NUL-terminates the name.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, &src) in req.ifr_name.iter_mut().zip(name) {
+        *dst = src as libc::c_char;
+    }
+    // SAFETY: SIOCGIFHWADDR reads ifr_name (NUL-terminated: the name is shorter than IFNAMSIZ
+    // and the rest is zero) and writes a sockaddr into ifr_ifru, all inside `req`, which lives
+    // across the call.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::SIOCGIFHWADDR, &mut req) };
+    if rc < 0 {
+        let source = std::io::Error::last_os_error();
+        if source.raw_os_error() == Some(libc::ENODEV) {
+            return Err(XskError::NoSuchInterface(ifname.to_owned()));
+        }
+        return Err(XskError::Os {
+            op: "ioctl(SIOCGIFHWADDR)",
+            source,
+        });
+    }
+    // SAFETY: on success the kernel filled ifru_hwaddr; reading a union member of plain
+    // integers is valid for any bit pattern.
+    let data = unsafe { req.ifr_ifru.ifru_hwaddr.sa_data };
+    let mut mac = [0u8; 6];
+    for (dst, &src) in mac.iter_mut().zip(&data) {
+        *dst = src as u8;
+    }
+    Ok(mac)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hwaddr_of_loopback_and_of_nothing() {
+        // Every namespace has lo, with an all-zero address; no privilege needed.
+        assert_eq!(if_hwaddr("lo").ok(), Some([0; 6]));
+        assert!(matches!(
+            if_hwaddr("kxdp-no-such0"),
+            Err(XskError::NoSuchInterface(_))
+        ));
+        assert!(matches!(
+            if_hwaddr("a-name-longer-than-ifnamsiz"),
+            Err(XskError::NoSuchInterface(_))
+        ));
+    }
+}

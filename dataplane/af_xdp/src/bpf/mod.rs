@@ -18,7 +18,7 @@ pub mod sys;
 pub mod test_run;
 
 #[cfg(test)]
-mod test_support;
+pub(crate) mod test_support;
 
 use std::io;
 
