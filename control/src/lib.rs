@@ -3,6 +3,8 @@
 //! Module map:
 //! - [`cli`]: command-line options of `kxdp agent` (../shared/INTERFACES.md).
 //! - [`agent`]: runs the engine on the node's interfaces until SIGTERM/SIGINT.
+//! - [`api`]: the local API on `--api-socket` (pod attach/detach for `kxdp-cni`, inspection).
+//! - [`inspect`]: `kxdp inspect`, tables or JSON from the local API.
 //! - [`cores`]: parsing of core lists such as `2-5,7`.
 //! - [`netlink`]: a synchronous rtnetlink client (veth pairs, addresses, routes, neighbours)
 //!   and the [`netlink::NeighbourResolver`] that gives the engine its next hops' MACs.
@@ -10,7 +12,9 @@
 //! The control plane never touches a frame: it publishes tables to the data path.
 
 pub mod agent;
+pub mod api;
 pub mod cli;
 pub mod cores;
+pub mod inspect;
 pub mod netlink;
 pub mod overlay;

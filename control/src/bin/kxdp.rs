@@ -13,6 +13,9 @@ struct Cli {
 enum Command {
     /// Run the node agent (the data path and its control plane).
     Agent(kxdp_control::cli::AgentArgs),
+    /// Show what the data path holds (services, backends, conntrack, nodes, attachments,
+    /// routes, stats) through the agent's local API.
+    Inspect(kxdp_control::inspect::InspectArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -25,5 +28,6 @@ fn main() -> anyhow::Result<()> {
         .init();
     match Cli::parse().command {
         Command::Agent(args) => kxdp_control::agent::run(args),
+        Command::Inspect(args) => kxdp_control::inspect::run(&args),
     }
 }

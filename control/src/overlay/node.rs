@@ -245,6 +245,11 @@ impl NodeDataplane {
         self.shared.lock().local.clone()
     }
 
+    /// A copy of the whole desired state (for inspection).
+    pub fn state(&self) -> OverlayState {
+        self.shared.lock().clone()
+    }
+
     pub fn engine(&self) -> &Engine {
         &self.engine
     }
