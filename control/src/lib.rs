@@ -5,6 +5,7 @@
 //! - [`agent`]: runs the engine on the node's interfaces until SIGTERM/SIGINT.
 //! - [`api`]: the local API on `--api-socket` (pod attach/detach for `kxdp-cni`, inspection).
 //! - [`inspect`]: `kxdp inspect`, tables or JSON from the local API.
+//! - [`metrics`]: `/metrics` (Prometheus), `/healthz`, `/readyz` on `--metrics-addr`.
 //! - [`cores`]: parsing of core lists such as `2-5,7`.
 //! - [`netlink`]: a synchronous rtnetlink client (veth pairs, addresses, routes, neighbours)
 //!   and the [`netlink::NeighbourResolver`] that gives the engine its next hops' MACs.
@@ -16,5 +17,6 @@ pub mod api;
 pub mod cli;
 pub mod cores;
 pub mod inspect;
+pub mod metrics;
 pub mod netlink;
 pub mod overlay;

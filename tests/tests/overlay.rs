@@ -242,6 +242,16 @@ fn two_pods_on_one_node() {
         a.drops(DropReason::Spoofed) >= before + 10,
         "spoofed packets counted"
     );
+    // ... and shows in the Prometheus metrics.
+    let mut metrics = String::new();
+    kxdp_control::metrics::render_engine(a.dp().engine(), &mut metrics);
+    let spoofed: u64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("kxdp_drops_total{") && l.contains("reason=\"spoofed\""))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert!(spoofed >= 10, "{metrics}");
+    assert!(metrics.contains("kxdp_rx_packets_total{worker=\"0\",iface=\"vap1\"}"));
 
     // Detaching a pod takes its route and port away; the other pod is unaffected.
     let id = format!("a/{}", "p2");

@@ -185,3 +185,9 @@ impl ApiHandler for NodeHandler {
         }
     }
 }
+
+impl crate::metrics::MetricsSource for NodeHandler {
+    fn render(&self, out: &mut String) {
+        crate::metrics::render_engine(self.dp.engine(), out);
+    }
+}
