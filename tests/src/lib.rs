@@ -37,10 +37,16 @@
 //! # }
 //! ```
 //!
+//! Control plane (no root needed):
+//! - [`apiserver`]: [`ApiServer`], an in-process fake kube-apiserver speaking the real
+//!   list/watch protocol over plain HTTP, with failure injection (watch resets, compaction,
+//!   outages) and fixture builders for Services, EndpointSlices and Nodes.
+//!
 //! Cleanup: every namespace is deleted when its [`Netns`] drops, including during a panic.
 //! A run killed by a signal (Ctrl-C) cannot drop anything; the next run's first [`Netns::new`]
 //! sweeps namespaces whose creating process is gone (names carry the creator's pid).
 
+pub mod apiserver;
 pub mod binaries;
 pub mod flannel;
 pub mod kxdp_node;
@@ -57,6 +63,7 @@ pub mod underlay;
 pub mod veth;
 pub mod xsk_sender;
 
+pub use apiserver::ApiServer;
 pub use flannel::{FlannelNode, FlannelOptions};
 pub use kxdp_node::{KxdpNodeLinks, KxdpNodeLinksOptions};
 pub use link::{Link, LinkInfo, LinkStats, format_mac, parse_mac};
