@@ -4,6 +4,7 @@
 //! - [`cli`]: command-line options of `kxdp agent` (../shared/INTERFACES.md).
 //! - [`agent`]: runs the engine on the node's interfaces until SIGTERM/SIGINT.
 //! - [`api`]: the local API on `--api-socket` (pod attach/detach for `kxdp-cni`, inspection).
+//! - [`cni`]: the `kxdp-cni` plugin (CNI 1.0.0 ADD/DEL/CHECK/VERSION, IPAM delegated).
 //! - [`inspect`]: `kxdp inspect`, tables or JSON from the local API.
 //! - [`metrics`]: `/metrics` (Prometheus), `/healthz`, `/readyz` on `--metrics-addr`.
 //! - [`cores`]: parsing of core lists such as `2-5,7`.
@@ -15,6 +16,7 @@
 pub mod agent;
 pub mod api;
 pub mod cli;
+pub mod cni;
 pub mod cores;
 pub mod inspect;
 pub mod metrics;

@@ -18,6 +18,14 @@ pub fn kxdp() -> Result<PathBuf> {
         .map_err(anyhow::Error::msg)
 }
 
+/// The `kxdp-cni` plugin binary (package `kxdp-control`), built if needed.
+pub fn kxdp_cni() -> Result<PathBuf> {
+    static PATH: OnceLock<std::result::Result<PathBuf, String>> = OnceLock::new();
+    PATH.get_or_init(|| build("kxdp-control", "kxdp-cni").map_err(|e| format!("{e:#}")))
+        .clone()
+        .map_err(anyhow::Error::msg)
+}
+
 fn build(package: &str, bin: &str) -> Result<PathBuf> {
     // The test executable lives in target/<profile>/deps/; binaries in target/<profile>/.
     let exe = std::env::current_exe().context("current_exe")?;

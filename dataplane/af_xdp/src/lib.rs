@@ -14,8 +14,9 @@
 //!   kernel still held for it.
 //! - [`bpf`]: a BPF assembler, bpf() syscall wrappers and the steering XDP program that decides
 //!   which frames reach our sockets (everything else goes to the kernel).
-//! - `mmap`, `sys` (private): the narrow OS boundary (mmap, setsockopt, getsockopt, and the
-//!   `SIOCGIFHWADDR` ioctl behind [`hw_addr`]).
+//! - `mmap`, `sys` (private): the narrow OS boundary (mmap, setsockopt, getsockopt, the
+//!   `SIOCGIFHWADDR` ioctl behind [`hw_addr`], and the `SIOCETHTOOL` ioctl behind
+//!   [`set_tx_checksum_offload`]).
 #![allow(unsafe_code)]
 
 pub mod bpf;
@@ -98,4 +99,20 @@ pub fn hw_addr(name: &str) -> Result<[u8; 6], XskError> {
 /// Resolve an interface name to its index in the calling thread's network namespace.
 pub fn ifindex(name: &str) -> Result<u32, XskError> {
     sys::if_nametoindex(name).ok_or_else(|| XskError::NoSuchInterface(name.to_owned()))
+}
+
+/// Turns TX checksum offload of `ifname` on or off in the calling thread's network namespace
+/// (`ethtool -K <ifname> tx on|off`, through the legacy `ETHTOOL_STXCSUM` ioctl).
+///
+/// Why kxdp needs it: a veth "offloads" checksums by passing `CHECKSUM_PARTIAL` skbs along
+/// unfinished. A frame that leaves through XDP/AF_XDP instead of the stack is never finished
+/// by anyone, so pods' TCP/UDP would arrive with bad checksums. With the offload off on both
+/// ends of a pod veth, the sender's stack writes the checksum itself. Needs CAP_NET_ADMIN.
+pub fn set_tx_checksum_offload(ifname: &str, on: bool) -> Result<(), XskError> {
+    sys::set_tx_checksum_offload(ifname, on)
+}
+
+/// Whether TX checksum offload of `ifname` is on, in the calling thread's network namespace.
+pub fn tx_checksum_offload(ifname: &str) -> Result<bool, XskError> {
+    sys::tx_checksum_offload(ifname)
 }

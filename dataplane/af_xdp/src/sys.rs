@@ -156,23 +156,8 @@ pub(crate) fn if_indextoname(index: u32) -> Option<String> {
 /// `ioctl(SIOCGIFHWADDR)` on a throwaway UDP socket (the ioctl is answered by the generic
 /// device layer whatever the socket's protocol; AF_XDP sockets refuse it).
 pub(crate) fn if_hwaddr(ifname: &str) -> Result<[u8; 6], XskError> {
-    let name = ifname.as_bytes();
-    if name.is_empty() || name.len() >= libc::IFNAMSIZ || name.contains(&0) {
-        return Err(XskError::NoSuchInterface(ifname.to_owned()));
-    }
-    // SAFETY: socket() has no memory-safety preconditions; the result is checked.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(XskError::last_os("socket(AF_INET) for SIOCGIFHWADDR"));
-    }
-    // SAFETY: fd is a freshly created descriptor that nothing else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    // SAFETY: ifreq is a repr(C) struct of integers, byte arrays and a union of those (plus a
-    // pointer member we never read); all-zero is a valid value and NUL-terminates the name.
-    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (dst, &src) in req.ifr_name.iter_mut().zip(name) {
-        *dst = src as libc::c_char;
-    }
+    let mut req = ifreq_named(ifname)?;
+    let fd = udp_socket("socket(AF_INET) for SIOCGIFHWADDR")?;
     // SAFETY: SIOCGIFHWADDR reads ifr_name (NUL-terminated: the name is shorter than IFNAMSIZ
     // and the rest is zero) and writes a sockaddr into ifr_ifru, all inside `req`, which lives
     // across the call.
@@ -197,6 +182,93 @@ pub(crate) fn if_hwaddr(ifname: &str) -> Result<[u8; 6], XskError> {
     Ok(mac)
 }
 
+/// `struct ethtool_value` of `linux/ethtool.h`: the argument of the legacy get/set commands.
+#[repr(C)]
+struct EthtoolValue {
+    cmd: u32,
+    data: u32,
+}
+
+/// `ETHTOOL_GTXCSUM` / `ETHTOOL_STXCSUM` (`linux/ethtool.h`).
+const ETHTOOL_GTXCSUM: u32 = 0x16;
+const ETHTOOL_STXCSUM: u32 = 0x17;
+
+/// TX checksum offload of `ifname` in the calling thread's network namespace, what `ethtool -k`
+/// shows as `tx-checksumming`.
+pub(crate) fn tx_checksum_offload(ifname: &str) -> Result<bool, XskError> {
+    ethtool_value(
+        ifname,
+        ETHTOOL_GTXCSUM,
+        0,
+        "ioctl(SIOCETHTOOL, ETHTOOL_GTXCSUM)",
+    )
+    .map(|v| v != 0)
+}
+
+/// Turns TX checksum offload of `ifname` on or off (`ethtool -K <ifname> tx on|off`). The
+/// kernel maps the legacy command onto every checksum feature (`NETIF_F_CSUM_MASK`) and drops
+/// the segmentation offloads that depend on it.
+pub(crate) fn set_tx_checksum_offload(ifname: &str, on: bool) -> Result<(), XskError> {
+    ethtool_value(
+        ifname,
+        ETHTOOL_STXCSUM,
+        u32::from(on),
+        "ioctl(SIOCETHTOOL, ETHTOOL_STXCSUM)",
+    )
+    .map(drop)
+}
+
+/// One legacy `SIOCETHTOOL` get/set command with a `struct ethtool_value`, on a throwaway
+/// UDP socket in the calling thread's namespace (as `ethtool` itself does). Returns the value
+/// the kernel left in `data`.
+fn ethtool_value(ifname: &str, cmd: u32, data: u32, op: &'static str) -> Result<u32, XskError> {
+    let mut req = ifreq_named(ifname)?;
+    let fd = udp_socket("socket(AF_INET) for SIOCETHTOOL")?;
+    let mut value = EthtoolValue { cmd, data };
+    req.ifr_ifru.ifru_data = (&mut value as *mut EthtoolValue).cast();
+    // SAFETY: SIOCETHTOOL reads ifr_name (NUL-terminated by ifreq_named) and follows
+    // ifru_data to a `struct ethtool_value` (repr(C), 8 bytes), which it reads and, for a get
+    // command, writes. Both `req` and `value` live on this stack frame across the call, and
+    // nothing else aliases `value` while the kernel holds the pointer.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::SIOCETHTOOL, &mut req) };
+    if rc < 0 {
+        let source = std::io::Error::last_os_error();
+        if source.raw_os_error() == Some(libc::ENODEV) {
+            return Err(XskError::NoSuchInterface(ifname.to_owned()));
+        }
+        return Err(XskError::Os { op, source });
+    }
+    Ok(value.data)
+}
+
+/// A UDP socket used only as a handle for interface ioctls (they are answered by the generic
+/// device layer whatever the socket's protocol; AF_XDP sockets refuse them).
+fn udp_socket(op: &'static str) -> Result<OwnedFd, XskError> {
+    // SAFETY: socket() has no memory-safety preconditions; the result is checked.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(XskError::last_os(op));
+    }
+    // SAFETY: fd is a freshly created descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// An all-zero `ifreq` carrying `ifname`; a name the kernel could never know (empty, too long,
+/// with a NUL) is reported as [`XskError::NoSuchInterface`].
+fn ifreq_named(ifname: &str) -> Result<libc::ifreq, XskError> {
+    let name = ifname.as_bytes();
+    if name.is_empty() || name.len() >= libc::IFNAMSIZ || name.contains(&0) {
+        return Err(XskError::NoSuchInterface(ifname.to_owned()));
+    }
+    // SAFETY: ifreq is a repr(C) struct of integers, byte arrays and a union of those (plus a
+    // pointer member we never read); all-zero is a valid value and NUL-terminates the name.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, &src) in req.ifr_name.iter_mut().zip(name) {
+        *dst = src as libc::c_char;
+    }
+    Ok(req)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -211,6 +283,20 @@ mod tests {
         ));
         assert!(matches!(
             if_hwaddr("a-name-longer-than-ifnamsiz"),
+            Err(XskError::NoSuchInterface(_))
+        ));
+    }
+
+    #[test]
+    fn tx_checksum_of_loopback_and_of_nothing() {
+        // Reading needs no privilege; loopback "offloads" checksums (it never computes them).
+        assert_eq!(tx_checksum_offload("lo").ok(), Some(true));
+        assert!(matches!(
+            tx_checksum_offload("kxdp-no-such0"),
+            Err(XskError::NoSuchInterface(_))
+        ));
+        assert!(matches!(
+            set_tx_checksum_offload("kxdp-no-such0", false),
             Err(XskError::NoSuchInterface(_))
         ));
     }
