@@ -4,6 +4,12 @@
 //! - [`cli`]: command-line options of `kxdp agent` (../shared/INTERFACES.md).
 //! - [`agent`]: runs the engine on the node's interfaces until SIGTERM/SIGINT.
 //! - [`cores`]: parsing of core lists such as `2-5,7`.
+//! - [`objects`]: Kubernetes objects (Node, Service, EndpointSlice, Pod) parsed from YAML/JSON
+//!   and validated into the views the compilers read, held in a [`objects::DesiredState`].
+//! - [`source`]: where objects come from: [`source::file`](mod@source::file) (`--source FILE`, reloaded on
+//!   change); the API-server watcher will feed the same [`objects::DesiredState`].
+//! - [`overlay`]: the node model, its compiler and [`overlay::NodeDataplane`] (the engine on
+//!   the uplink, the host port and the pods).
 //! - [`netlink`]: a synchronous rtnetlink client (veth pairs, addresses, routes, neighbours)
 //!   and the [`netlink::NeighbourResolver`] that gives the engine its next hops' MACs.
 //!
@@ -13,4 +19,6 @@ pub mod agent;
 pub mod cli;
 pub mod cores;
 pub mod netlink;
+pub mod objects;
 pub mod overlay;
+pub mod source;
