@@ -25,16 +25,41 @@ impl From<XdpModeArg> for af_xdp::bpf::XdpMode {
     }
 }
 
+/// How traffic to other nodes' pods travels (`--overlay`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum OverlayArg {
+    /// VXLAN to every node (flannel's `vxlan` backend).
+    #[default]
+    Vxlan,
+    /// VXLAN, but plain routing to nodes on the uplink's own subnet (flannel's
+    /// `DirectRouting`).
+    VxlanDirect,
+    /// No encapsulation: every node must be on the uplink's subnet.
+    None,
+}
+
+impl From<OverlayArg> for crate::overlay::OverlayMode {
+    fn from(m: OverlayArg) -> Self {
+        match m {
+            OverlayArg::Vxlan => crate::overlay::OverlayMode::Vxlan,
+            OverlayArg::VxlanDirect => crate::overlay::OverlayMode::VxlanDirectRouting,
+            OverlayArg::None => crate::overlay::OverlayMode::None,
+        }
+    }
+}
+
 /// `kxdp agent`: run the node dataplane.
 #[derive(Debug, Clone, Args)]
 pub struct AgentArgs {
     /// Which Node object is "this node" (default: env NODE_NAME, else the hostname).
     #[arg(long, env = "NODE_NAME")]
     pub node_name: Option<String>,
-    /// `kube` to watch the API server, or a multi-document YAML file of Kubernetes objects.
+    /// `kube` to watch the API server, or a multi-document YAML (or JSON) file of Kubernetes
+    /// objects (Node, Service, EndpointSlice, Pod), reloaded when it changes.
     #[arg(long, default_value = "kube")]
     pub source: String,
-    /// The node's underlay interface (default: the interface of the default route).
+    /// The node's underlay interface (default: the one holding the node's InternalIP, else
+    /// the interface of the default route).
     #[arg(long)]
     pub uplink: Option<String>,
     /// Cores for pinned workers, e.g. `2-5` or `3,7` (default: one unpinned worker).
@@ -49,6 +74,11 @@ pub struct AgentArgs {
     /// VXLAN network identifier.
     #[arg(long, default_value_t = 1)]
     pub vni: u32,
+    /// Overlay between nodes: `vxlan` (flannel-compatible, to every node), `vxlan-direct`
+    /// (plain routing to nodes on the uplink's subnet, VXLAN to the rest: flannel's
+    /// DirectRouting) or `none` (plain routing; every node on the uplink's subnet).
+    #[arg(long, value_enum, default_value_t = OverlayArg::Vxlan)]
+    pub overlay: OverlayArg,
     /// Address for /metrics, /healthz and /readyz.
     #[arg(long, default_value = "127.0.0.1:9450")]
     pub metrics_addr: SocketAddr,

@@ -8,6 +8,12 @@
 //! - [`inspect`]: `kxdp inspect`, tables or JSON from the local API.
 //! - [`metrics`]: `/metrics` (Prometheus), `/healthz`, `/readyz` on `--metrics-addr`.
 //! - [`cores`]: parsing of core lists such as `2-5,7`.
+//! - [`objects`]: Kubernetes objects (Node, Service, EndpointSlice, Pod) parsed from YAML/JSON
+//!   and validated into the views the compilers read, held in a [`objects::DesiredState`].
+//! - [`source`]: where objects come from: [`source::file`](mod@source::file) (`--source FILE`, reloaded on
+//!   change); the API-server watcher will feed the same [`objects::DesiredState`].
+//! - [`overlay`]: the node model, its compiler and [`overlay::NodeDataplane`] (the engine on
+//!   the uplink, the host port and the pods).
 //! - [`netlink`]: a synchronous rtnetlink client (veth pairs, addresses, routes, neighbours)
 //!   and the [`netlink::NeighbourResolver`] that gives the engine its next hops' MACs.
 //!
@@ -21,4 +27,6 @@ pub mod cores;
 pub mod inspect;
 pub mod metrics;
 pub mod netlink;
+pub mod objects;
 pub mod overlay;
+pub mod source;

@@ -1,0 +1,189 @@
+//! The host port: the veth pair through which the node's own kernel reaches pods (and, through
+//! the engine, pods on other nodes), and the kernel routes that send pod traffic into it.
+//!
+//! ```text
+//!   kernel ── kxdp0 (gateway/32, e.g. 10.244.1.1) ════ kxdp0e ── engine
+//!             ip route <every pod CIDR of the cluster> dev kxdp0
+//! ```
+//!
+//! The routes have no next hop: the kernel ARPs on `kxdp0` for each pod address and the engine
+//! answers with its router MAC, so the same routes serve local pods and remote nodes' pods.
+//! `kxdp0` holds the pods' gateway address (as flannel's `cni0` does): pods reach the node
+//! through it, and it is the source of what the node sends to pods.
+//!
+//! Deleting `kxdp0` deletes both ends and every route through it. A SIGKILLed agent cannot do
+//! that, so a leftover pair is deleted and made afresh at the next start.
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, Ipv4Addr};
+
+use anyhow::Context;
+
+use crate::netlink::{LinkId, MacAddr, Netlink, Route, VethConfig};
+use crate::overlay::Ipv4Net;
+
+/// The kernel's end.
+pub const HOST_IF: &str = "kxdp0";
+/// The engine's end.
+pub const ENGINE_IF: &str = "kxdp0e";
+/// Fixed, locally administered MACs: they never leave the node, and fixed ones read well in a
+/// capture (the same as the test harness's).
+const HOST_MAC: MacAddr = [0x02, 0x6b, 0x78, 0, 0, 0x01];
+const ENGINE_MAC: MacAddr = [0x02, 0x6b, 0x78, 0, 0, 0x02];
+
+/// The pair, its address and the routes this agent added. Dropping it removes them.
+pub struct HostPort {
+    nl: Netlink,
+    ifindex: u32,
+    routes: BTreeSet<Ipv4Net>,
+    removed: bool,
+}
+
+impl std::fmt::Debug for HostPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostPort")
+            .field("ifindex", &self.ifindex)
+            .field("routes", &self.routes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HostPort {
+    /// Create the pair (replacing a leftover one) with `queues` queues per end (one per
+    /// worker), MTU `mtu`, `gateway`/32 on `kxdp0`, both ends up; set the sysctls the host
+    /// path needs.
+    pub fn create(mtu: u32, queues: u32, gateway: Ipv4Addr) -> anyhow::Result<HostPort> {
+        let mut nl = Netlink::open().context("opening rtnetlink")?;
+        for name in [HOST_IF, ENGINE_IF] {
+            if nl.find_link(name)?.is_some() {
+                tracing::warn!(
+                    "{name} exists (left by an agent that was killed?): deleting it and its routes"
+                );
+                nl.delete_link(name)?;
+            }
+        }
+        nl.create_veth(
+            &VethConfig::new(HOST_IF, ENGINE_IF)
+                .mtu(mtu)
+                .queues(queues.max(1))
+                .mac(HOST_MAC)
+                .peer_mac(ENGINE_MAC),
+            None,
+        )?;
+        let ifindex = nl.link(HOST_IF)?.index;
+        // From here on, dropping `port` deletes the pair again.
+        let mut port = HostPort {
+            nl,
+            ifindex,
+            routes: BTreeSet::new(),
+            removed: false,
+        };
+        tx_checksum_off(HOST_IF);
+        tx_checksum_off(ENGINE_IF);
+        port.nl.add_address(HOST_IF, IpAddr::V4(gateway), 32)?;
+        set_sysctls()?;
+        port.nl.set_link_up(ENGINE_IF)?;
+        port.nl.set_link_up(HOST_IF)?;
+        Ok(port)
+    }
+
+    /// Make the routes via `kxdp0` exactly `wanted`: add the new ones, delete the gone ones.
+    /// A route that fails is logged and retried at the next sync.
+    pub fn sync_routes(&mut self, wanted: &BTreeSet<Ipv4Net>) {
+        let gone: Vec<Ipv4Net> = self.routes.difference(wanted).copied().collect();
+        for net in gone {
+            match self.nl.delete_route(&self.route(net)) {
+                Ok(()) => tracing::info!("route {net} dev {HOST_IF} removed"),
+                Err(e) if e.is_not_found() => {}
+                Err(e) => {
+                    tracing::warn!("{e}");
+                    continue;
+                }
+            }
+            self.routes.remove(&net);
+        }
+        let new: Vec<Ipv4Net> = wanted.difference(&self.routes).copied().collect();
+        for net in new {
+            match self.nl.replace_route(&self.route(net)) {
+                Ok(()) => {
+                    tracing::info!("route {net} dev {HOST_IF} added");
+                    self.routes.insert(net);
+                }
+                Err(e) => tracing::warn!("{e}"),
+            }
+        }
+    }
+
+    fn route(&self, net: Ipv4Net) -> Route {
+        Route::new(IpAddr::V4(net.addr()), net.len()).dev(self.ifindex)
+    }
+
+    /// Delete the routes, then the pair.
+    pub fn remove(mut self) -> anyhow::Result<()> {
+        self.remove_now()
+    }
+
+    fn remove_now(&mut self) -> anyhow::Result<()> {
+        if self.removed {
+            return Ok(());
+        }
+        self.removed = true;
+        self.sync_routes(&BTreeSet::new());
+        match self.nl.delete_link(LinkId::Index(self.ifindex)) {
+            Ok(()) => Ok(()),
+            Err(e) if e.is_not_found() => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+impl Drop for HostPort {
+    fn drop(&mut self) {
+        if let Err(e) = self.remove_now() {
+            tracing::warn!("removing {HOST_IF}: {e:#}");
+        }
+    }
+}
+
+/// Forwarding on; reverse-path filtering off on `kxdp0` and for `all` (the kernel uses the
+/// stricter of the two): replies from remote pods reach the host on `kxdp0` while, as far as
+/// the kernel's tables know, their sources may also be reachable through the uplink.
+///
+/// `/proc/sys/net` shows the network namespace of the task that opens it; the agent runs
+/// entirely in the node's namespace, so these land there. They are left as they are at exit
+/// (a node with pods forwards anyway; turning forwarding off would cut other components).
+fn set_sysctls() -> anyhow::Result<()> {
+    let mut writes = vec![("net/ipv4/ip_forward".to_owned(), "1")];
+    for conf in ["all", "default", HOST_IF] {
+        writes.push((format!("net/ipv4/conf/{conf}/rp_filter"), "0"));
+    }
+    for (key, value) in writes {
+        let path = format!("/proc/sys/{key}");
+        std::fs::write(&path, value).with_context(|| format!("writing {value} to {path}"))?;
+    }
+    Ok(())
+}
+
+/// `ethtool -K <if> tx off`, best effort. With TX checksum offload on, what the kernel sends
+/// out of `kxdp0` (TCP/UDP from the node to pods and services) leaves with a partial checksum
+/// that only a NIC would finish; the engine forwards frames as they are, so a pod or a remote
+/// node would drop them. ICMP is always checksummed in software, so ping works either way.
+/// rtnetlink cannot change offloads (that is ethtool's ioctl or genetlink family, which this
+/// crate does not speak without unsafe code), so the `ethtool` program does it when present.
+fn tx_checksum_off(ifname: &str) {
+    let result = std::process::Command::new("ethtool")
+        .args(["-K", ifname, "tx", "off"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .output();
+    match result {
+        Ok(out) if out.status.success() => {}
+        Ok(out) => tracing::warn!(
+            "ethtool -K {ifname} tx off: {}; TCP/UDP from this node to pods may carry bad checksums",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ),
+        Err(e) => tracing::warn!(
+            "ethtool -K {ifname} tx off: {e}; TCP/UDP from this node to pods may carry bad checksums"
+        ),
+    }
+}
