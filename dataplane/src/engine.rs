@@ -27,6 +27,7 @@ use af_xdp::bpf::{DstKind, SteerMode, SteeringConfig, SteeringProgram, XdpAttach
 use af_xdp::{FrameCounts, Reclaimed, SocketConfig, UmemConfig};
 
 use crate::EngineError;
+use crate::conntrack::Conntrack;
 use crate::stats::{MAX_PORTS, WorkerSnapshot, WorkerStats};
 use crate::tables::TableHandle;
 use crate::verdict::PortId;
@@ -98,6 +99,8 @@ pub struct Engine {
     stats: Vec<Arc<WorkerStats>>,
     stop: Arc<AtomicBool>,
     tables: Arc<TableHandle>,
+    /// Service NAT's flows, shared by every worker.
+    conntrack: Arc<Conntrack>,
     // Ports are detached after the workers are gone (field order = drop order; Drop joins the
     // workers first).
     registry: Mutex<Registry>,
@@ -163,6 +166,7 @@ impl Engine {
             stats: Vec::new(),
             stop: Arc::clone(&stop),
             tables: Arc::clone(&tables),
+            conntrack: Arc::new(Conntrack::default()),
             registry: Mutex::new(Registry::default()),
             steering: Arc::clone(&steering),
             xdp_mode: cfg.xdp_mode,
@@ -188,6 +192,7 @@ impl Engine {
                 socket: cfg.socket,
                 idle: cfg.idle,
                 tables: Arc::clone(&tables),
+                conntrack: Arc::clone(&engine.conntrack),
                 stats: Arc::clone(&stats),
                 stop: Arc::clone(&stop),
                 steering: Arc::clone(&steering),
@@ -377,6 +382,12 @@ impl Engine {
     /// Steer IPv4 traffic to a prefix to the engine (on ports in by-destination mode).
     pub fn own_prefix(&self, net: Ipv4Addr, len: u8, kind: DstKind) -> Result<(), EngineError> {
         Ok(self.steering.add_dst4(net, len, kind)?)
+    }
+
+    /// Service NAT's conntrack (for inspection and metrics: [`Conntrack::for_each`],
+    /// [`Conntrack::live_entries`]).
+    pub fn conntrack(&self) -> &Arc<Conntrack> {
+        &self.conntrack
     }
 
     pub fn tables(&self) -> &Arc<TableHandle> {

@@ -3,7 +3,10 @@
 //! Module map:
 //! - [`wire`]: zero-copy views and representations of the wire formats (Ethernet, ARP, IPv4,
 //!   IPv6, UDP, TCP, ICMP, VXLAN) and the Internet checksum (RFC 1071/1624).
-//! - [`tables`]: the read side of the tables (immutable snapshots swapped atomically).
+//! - [`tables`]: the read side of the tables (immutable snapshots swapped atomically), among
+//!   them the services ([`Services`], Maglev arrays built by [`tables::maglev`]).
+//! - [`conntrack`]: service NAT's flow and session-affinity table, shared by all workers
+//!   (seqlocked buckets, no lock on the read path).
 //! - [`pipeline`]: the stages a batch of frames goes through, in the order written there.
 //! - [`verdict`]: what a stage decides for a packet; [`DropReason`], one counter each.
 //! - [`stats`]: per-worker counters.
@@ -12,6 +15,7 @@
 //!
 //! The data path never depends on tokio or kube; the control plane publishes [`Tables`].
 
+pub mod conntrack;
 pub mod engine;
 pub mod pipeline;
 pub mod stats;
@@ -20,8 +24,12 @@ pub mod verdict;
 pub mod wire;
 mod worker;
 
+pub use conntrack::Conntrack;
 pub use engine::{Engine, EngineConfig, PortConfig, PortStatus, StopReport};
-pub use tables::{NextHop, Route, TableHandle, Tables};
+pub use tables::{
+    Backend, BackendSet, BackendSetId, Frontend, FrontendKey, FrontendKind, L4Proto, NextHop,
+    Route, Services, ServicesBuilder, SessionAffinity, TableHandle, Tables,
+};
 pub use verdict::{DropReason, PortId, Verdict};
 pub use worker::IdlePolicy;
 

@@ -49,9 +49,10 @@ pub struct WorkerStats {
     pub xsk_rx_ring_full: AtomicU64,
     pub xsk_fill_ring_empty: AtomicU64,
     pub xsk_rx_dropped: AtomicU64,
-    /// Packets the engine answered or built (ARP replies, encap, decap, ICMP errors), as
-    /// the pipeline counted them; stored by the worker after each loop.
-    pub events: [AtomicU64; 5],
+    /// Packets the engine answered, built or translated, and conntrack writes, as the pipeline
+    /// counted them (in [`PipelineCounters::to_array`](crate::pipeline::PipelineCounters::to_array)
+    /// order); stored by the worker after each loop.
+    pub events: [AtomicU64; crate::pipeline::PipelineCounters::COUNT],
 }
 
 impl Default for WorkerStats {
@@ -114,13 +115,9 @@ impl WorkerStats {
                 rx_dropped: r(&self.xsk_rx_dropped),
                 ..Default::default()
             },
-            events: crate::pipeline::PipelineCounters {
-                arp_replies: r(&self.events[0]),
-                vxlan_decap: r(&self.events[1]),
-                vxlan_encap: r(&self.events[2]),
-                icmp_time_exceeded: r(&self.events[3]),
-                icmp_frag_needed: r(&self.events[4]),
-            },
+            events: crate::pipeline::PipelineCounters::from_array(std::array::from_fn(|i| {
+                r(&self.events[i])
+            })),
         }
     }
 }

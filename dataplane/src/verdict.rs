@@ -99,6 +99,11 @@ drop_reasons! {
     NoEgressSocket = "no_egress_socket",
     /// Not enough headroom in the frame to prepend a header (encapsulation, ICMP error).
     NoHeadroom = "no_headroom",
+    /// To a service frontend without endpoints: dropped, or (counted as `service_rejects`
+    /// instead) answered with a TCP RST or ICMP port unreachable when the frontend rejects.
+    ServiceNoEndpoints = "service_no_endpoints",
+    /// To a LoadBalancer frontend from outside its `loadBalancerSourceRanges`.
+    SourceRangeDenied = "source_range_denied",
 }
 
 #[cfg(test)]

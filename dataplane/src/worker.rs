@@ -22,6 +22,7 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
 use crate::EngineError;
+use crate::conntrack::Conntrack;
 use crate::pipeline::{BATCH_SIZE, Batch, Pipeline};
 use crate::stats::{MAX_PORTS, WorkerStats, bump};
 use crate::tables::TableHandle;
@@ -80,6 +81,8 @@ pub(crate) struct WorkerSetup {
     pub socket: SocketConfig,
     pub idle: IdlePolicy,
     pub tables: Arc<TableHandle>,
+    /// Service NAT's flows, shared by every worker of the engine.
+    pub conntrack: Arc<Conntrack>,
     pub stats: Arc<WorkerStats>,
     pub stop: Arc<AtomicBool>,
     pub steering: Arc<SteeringProgram>,
@@ -148,7 +151,7 @@ impl Worker {
             active: Vec::new(),
             parked: Vec::new(),
             batch: Batch::default(),
-            pipeline: Pipeline::default(),
+            pipeline: Pipeline::new(Arc::clone(&setup.conntrack)),
             // Capacity is given when a port arrives: 256 idle queues cost nothing.
             txq: (0..MAX_PORTS).map(|_| Vec::new()).collect(),
             poll,
@@ -452,13 +455,7 @@ impl Worker {
             *d = 0;
         }
         let e = self.pipeline.counters();
-        for (slot, v) in stats.events.iter().zip([
-            e.arp_replies,
-            e.vxlan_decap,
-            e.vxlan_encap,
-            e.icmp_time_exceeded,
-            e.icmp_frag_needed,
-        ]) {
+        for (slot, v) in stats.events.iter().zip(e.to_array()) {
             slot.store(v, Ordering::Relaxed);
         }
     }

@@ -1,6 +1,7 @@
 //! ICMP errors built in place (RFC 792, RFC 1812 §4.3): time exceeded (type 11 code 0) and
 //! fragmentation needed (type 3 code 4, with the RFC 1191 next-hop MTU), for packets that
-//! forwarding could not send on.
+//! forwarding could not send on, and port unreachable (type 3 code 3) for UDP to a service
+//! frontend without endpoints ([`service_nat`](super::service_nat)).
 //!
 //! The offending frame becomes the error: 28 bytes are pushed in front of its IPv4 header
 //! (`push_head`) for the new IPv4 and ICMP headers, the original datagram stays where it is as
@@ -57,6 +58,7 @@ pub fn run<P: Packets>(
                 match err {
                     IcmpError::TimeExceeded => counters.icmp_time_exceeded += 1,
                     IcmpError::FragNeeded { .. } => counters.icmp_frag_needed += 1,
+                    IcmpError::PortUnreachable => counters.service_rejects += 1,
                 }
                 m.next = Next::Ip4Forward;
                 m.local = true;
@@ -140,6 +142,10 @@ pub fn build<B: PacketBuf>(
             icmp.set_msg_type(Icmpv4Type::DST_UNREACHABLE);
             icmp.set_msg_code(DstUnreachableCode::FRAG_NEEDED.0);
             icmp.set_next_hop_mtu(mtu);
+        }
+        IcmpError::PortUnreachable => {
+            icmp.set_msg_type(Icmpv4Type::DST_UNREACHABLE);
+            icmp.set_msg_code(DstUnreachableCode::PORT_UNREACHABLE.0);
         }
     }
     icmp.fill_checksum();

@@ -1,7 +1,7 @@
 //! The packet pipeline: a batch of frames goes through stages, each a function over the whole
 //! batch (VPP's vector model). A stage handles the packets addressed to it and gives each a
 //! next step: another stage, or a final [`Verdict`]. The order of stages is written once, in
-//! [`Pipeline::run_on`], where a reader sees the whole path.
+//! [`Pipeline::run_on_at`], where a reader sees the whole path.
 //!
 //! Stages reach packet bytes through [`PacketBuf`] (a UMEM frame in the engine, a plain buffer
 //! in tests), so the same code runs under `cargo test` without AF_XDP sockets.
@@ -10,13 +10,21 @@ pub mod arp_responder;
 pub mod icmp_error;
 pub mod ingress;
 pub mod ip4_forward;
+pub mod service_nat;
 pub mod vxlan_decap;
 pub mod vxlan_encap;
 
-#[cfg(test)]
-pub(crate) mod test_support;
+/// Test doubles (buffers, a node's tables, packet builders): for the unit tests and, with the
+/// `bench` feature, the micro-benchmarks. Not an API.
+#[cfg(any(test, feature = "bench"))]
+#[doc(hidden)]
+pub mod test_support;
+
+use std::sync::Arc;
 
 use af_xdp::{Frame, FrameMut, Umem};
+
+use crate::conntrack::Conntrack;
 
 use crate::tables::{Tables, TunnelId};
 use crate::verdict::{DropReason, PortId, Verdict};
@@ -49,6 +57,9 @@ pub enum IcmpError {
     /// Destination unreachable, fragmentation needed and DF set (type 3, code 4), with the
     /// next-hop MTU of RFC 1191.
     FragNeeded { mtu: u16 },
+    /// Destination unreachable, port unreachable (type 3, code 3): UDP to a service frontend
+    /// without endpoints that rejects.
+    PortUnreachable,
 }
 
 impl IcmpError {
@@ -58,6 +69,7 @@ impl IcmpError {
         match self {
             IcmpError::TimeExceeded => DropReason::TtlExceeded,
             IcmpError::FragNeeded { .. } => DropReason::TooBig,
+            IcmpError::PortUnreachable => DropReason::ServiceNoEndpoints,
         }
     }
 }
@@ -231,8 +243,9 @@ pub fn final_verdict(meta: PacketMeta) -> Verdict {
     }
 }
 
-/// Events that are not drops, counted per worker: packets the engine answered or built.
-/// (Drops are counted by the worker from the verdicts.)
+/// Events that are not drops, counted per worker: packets the engine answered, built or
+/// translated, and conntrack writes. (Drops are counted by the worker from the verdicts.)
+/// The worker publishes them in field order ([`to_array`](Self::to_array)).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PipelineCounters {
     /// ARP replies sent (proxy ARP on pod and host ports).
@@ -245,16 +258,124 @@ pub struct PipelineCounters {
     pub icmp_time_exceeded: u64,
     /// ICMP fragmentation needed sent.
     pub icmp_frag_needed: u64,
+    /// Packets to a service frontend translated to a backend (DNAT).
+    pub nat_forward: u64,
+    /// Replies from a backend translated back to the frontend.
+    pub nat_reverse: u64,
+    /// ICMP errors about a translated flow translated.
+    pub nat_icmp: u64,
+    /// Flows moved to another backend because theirs left the service.
+    pub nat_backend_moved: u64,
+    /// Packets to a frontend without endpoints answered with a TCP RST or an ICMP port
+    /// unreachable.
+    pub service_rejects: u64,
+    /// Conntrack and affinity entries written into a free slot or over an evicted one.
+    pub ct_inserts: u64,
+    /// Live entries evicted to make room (bucket full).
+    pub ct_evictions: u64,
+    /// Writes given up because other workers held the bucket (the packet was still
+    /// translated).
+    pub ct_insert_failures: u64,
 }
 
+impl PipelineCounters {
+    /// Number of counters.
+    pub const COUNT: usize = 13;
+
+    /// The counters in field order.
+    pub fn to_array(&self) -> [u64; Self::COUNT] {
+        [
+            self.arp_replies,
+            self.vxlan_decap,
+            self.vxlan_encap,
+            self.icmp_time_exceeded,
+            self.icmp_frag_needed,
+            self.nat_forward,
+            self.nat_reverse,
+            self.nat_icmp,
+            self.nat_backend_moved,
+            self.service_rejects,
+            self.ct_inserts,
+            self.ct_evictions,
+            self.ct_insert_failures,
+        ]
+    }
+
+    /// The inverse of [`to_array`](Self::to_array).
+    pub fn from_array(a: [u64; Self::COUNT]) -> Self {
+        let [
+            arp_replies,
+            vxlan_decap,
+            vxlan_encap,
+            icmp_time_exceeded,
+            icmp_frag_needed,
+            nat_forward,
+            nat_reverse,
+            nat_icmp,
+            nat_backend_moved,
+            service_rejects,
+            ct_inserts,
+            ct_evictions,
+            ct_insert_failures,
+        ] = a;
+        PipelineCounters {
+            arp_replies,
+            vxlan_decap,
+            vxlan_encap,
+            icmp_time_exceeded,
+            icmp_frag_needed,
+            nat_forward,
+            nat_reverse,
+            nat_icmp,
+            nat_backend_moved,
+            service_rejects,
+            ct_inserts,
+            ct_evictions,
+            ct_insert_failures,
+        }
+    }
+}
+
+/// Flow entries of the conntrack a [`Pipeline::default`] makes for itself.
+const PRIVATE_FLOW_ENTRIES: usize = 1 << 12;
+/// Affinity entries of that conntrack.
+const PRIVATE_AFFINITY_ENTRIES: usize = 1 << 10;
+
 /// The stages of the engine, with their per-worker state.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Pipeline {
     forward: ip4_forward::Ip4Forward,
+    services: service_nat::ServiceNat,
     counters: PipelineCounters,
 }
 
+impl Default for Pipeline {
+    /// A pipeline with a small conntrack of its own: for tests and tools with one pipeline.
+    /// Workers of one engine share one conntrack: use [`Pipeline::new`].
+    fn default() -> Self {
+        Pipeline::new(Arc::new(Conntrack::new(
+            PRIVATE_FLOW_ENTRIES,
+            PRIVATE_AFFINITY_ENTRIES,
+        )))
+    }
+}
+
 impl Pipeline {
+    /// A pipeline using `conntrack` for service NAT; give every worker's pipeline the same one
+    /// (a flow's reply may arrive on another worker).
+    pub fn new(conntrack: Arc<Conntrack>) -> Self {
+        Pipeline {
+            forward: ip4_forward::Ip4Forward::default(),
+            services: service_nat::ServiceNat::new(conntrack),
+            counters: PipelineCounters::default(),
+        }
+    }
+
+    /// The conntrack of service NAT.
+    pub fn conntrack(&self) -> &Arc<Conntrack> {
+        self.services.conntrack()
+    }
+
     /// Run every stage over the batch. On return every packet has a final verdict.
     #[inline]
     pub fn run(&mut self, tables: &Tables, umem: &Umem, batch: &mut Batch) {
@@ -267,7 +388,7 @@ impl Pipeline {
         self.run_on(tables, *in_port, &mut pkts, meta);
     }
 
-    /// The stage order, over any packet source.
+    /// The stage order, over any packet source, reading the conntrack's clock once.
     #[inline]
     pub fn run_on<P: Packets>(
         &mut self,
@@ -276,15 +397,39 @@ impl Pipeline {
         pkts: &mut P,
         meta: &mut [PacketMeta],
     ) {
+        let now = if tables.services.is_empty() {
+            0
+        } else {
+            self.conntrack().now()
+        };
+        self.run_on_at(tables, in_port, pkts, meta, now);
+    }
+
+    /// The stage order, at `now` seconds of the conntrack's clock ([`Conntrack::now`]).
+    #[inline]
+    pub fn run_on_at<P: Packets>(
+        &mut self,
+        tables: &Tables,
+        in_port: PortId,
+        pkts: &mut P,
+        meta: &mut [PacketMeta],
+        now: u32,
+    ) {
         let c = &mut self.counters;
         ingress::run(tables, in_port, pkts, meta);
         arp_responder::run(tables, in_port, pkts, meta, c);
         vxlan_decap::run(tables, pkts, meta, c);
+        // After decap: translated traffic from remote pods too. Builds RSTs (forwarded below,
+        // local) and leaves port unreachables to the ICMP error stage.
+        self.services.run(tables, pkts, meta, now, c);
         self.forward.run(tables, in_port, pkts, meta);
         vxlan_encap::run(tables, pkts, meta, c);
         // The ICMP errors built here are routed once more (to a pod, the host, or a tunnel);
-        // they are marked local, so this stage never sees them again.
+        // they are marked local, so this stage never sees them again. Those about translated
+        // packets are translated first, so the client sees its frontend quoted.
         if icmp_error::run(tables, pkts, meta, c) > 0 {
+            self.services
+                .translate_built_errors(tables, pkts, meta, now, c);
             self.forward.run(tables, in_port, pkts, meta);
             vxlan_encap::run(tables, pkts, meta, c);
         }

@@ -39,6 +39,18 @@ impl TestBuf {
     pub fn headroom(&self) -> usize {
         self.off
     }
+
+    /// Make the buffer hold `data` after the default headroom again, without allocating (a
+    /// recycled frame, for benchmarks).
+    pub fn reset(&mut self, data: &[u8]) {
+        let end = HEADROOM + data.len();
+        if self.buf.len() < end {
+            self.buf.resize(end, 0xee);
+        }
+        self.buf[HEADROOM..end].copy_from_slice(data);
+        self.off = HEADROOM;
+        self.len = data.len();
+    }
 }
 
 impl PacketBuf for TestBuf {

@@ -4,8 +4,14 @@
 //! worker loads the current snapshot once per batch, so every packet of a batch sees one
 //! version, and the worker never waits for the writer. An old snapshot is freed when the last
 //! worker holding it moves on (reference counting via `arc-swap`).
+//!
+//! Besides routes, ports and tunnels, a version holds the [`Services`] (frontends → backend
+//! sets with their Maglev arrays, [`maglev`]), behind an `Arc` so that a publish that does not
+//! change them shares them.
 
 mod lpm;
+pub mod maglev;
+mod services;
 mod tunnel;
 
 use std::net::Ipv4Addr;
@@ -14,6 +20,10 @@ use std::sync::Arc;
 use arc_swap::{ArcSwap, Guard};
 
 pub use lpm::Lpm4;
+pub use services::{
+    Backend, BackendSet, BackendSetId, Frontend, FrontendKey, FrontendKind, L4Proto, Services,
+    ServicesBuilder, ServicesError, SessionAffinity,
+};
 pub use tunnel::{TunnelId, TunnelSpec, VXLAN_ENCAP_LEN, VXLAN_OVERHEAD, VxlanTunnel};
 
 use crate::verdict::PortId;
@@ -148,6 +158,9 @@ pub struct Tables {
     pub router_mac: [u8; 6],
     /// Source address of the ICMP errors the engine sends (the node IP); `None`: send none.
     pub router_ip4: Option<Ipv4Addr>,
+    /// Service frontends and their backends (load balancing); shared between versions that
+    /// do not change them.
+    pub services: Arc<Services>,
 }
 
 impl Tables {
@@ -194,6 +207,12 @@ impl Tables {
     pub fn with_router(mut self, mac: [u8; 6], ip4: Option<Ipv4Addr>) -> Self {
         self.router_mac = mac;
         self.router_ip4 = ip4;
+        self
+    }
+
+    /// Set the services (builder style).
+    pub fn with_services(mut self, services: Services) -> Self {
+        self.services = Arc::new(services);
         self
     }
 
