@@ -36,6 +36,7 @@ pub fn compile(state: &OverlayState) -> (Tables, CompileReport) {
     let local = &state.local;
     let mut report = CompileReport::default();
     let mut t = Tables {
+        services: std::sync::Arc::clone(&state.services),
         router_mac: local.router_mac,
         router_ip4: Some(local.ip),
         ..Tables::default()

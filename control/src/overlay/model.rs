@@ -167,7 +167,7 @@ pub struct PodAttachment {
 }
 
 /// Everything the overlay compiler reads.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct OverlayState {
     pub local: LocalNode,
     pub remotes: BTreeMap<String, RemoteNode>,
@@ -176,6 +176,9 @@ pub struct OverlayState {
     /// on our subnet, else the gateway the kernel routes through), from the kernel's
     /// neighbour table.
     pub neighbours: HashMap<Ipv4Addr, [u8; 6]>,
+    /// Service frontends and backends, compiled separately (they change independently of the
+    /// overlay and are shared between publishes as one `Arc`).
+    pub services: std::sync::Arc<kxdp_dataplane::tables::Services>,
 }
 
 impl OverlayState {
@@ -185,6 +188,7 @@ impl OverlayState {
             remotes: BTreeMap::new(),
             pods: BTreeMap::new(),
             neighbours: HashMap::new(),
+            services: std::sync::Arc::default(),
         }
     }
 

@@ -266,6 +266,13 @@ impl NodeDataplane {
         self.shared.publish(&st);
     }
 
+    /// Replace the service tables (from the services compiler); published with the overlay.
+    pub fn set_services(&self, services: Arc<kxdp_dataplane::tables::Services>) -> u64 {
+        let mut st = self.shared.lock();
+        st.services = services;
+        self.shared.publish(&st)
+    }
+
     /// Attach a pod: take over its host-side veth and route its IP to it.
     pub fn attach_pod(&self, pod: &PodSpec) -> Result<PortId, NodeError> {
         if !self.shared.lock().local.pod_cidr.contains(pod.ip) {
