@@ -164,26 +164,14 @@ fn set_sysctls() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `ethtool -K <if> tx off`, best effort. With TX checksum offload on, what the kernel sends
-/// out of `kxdp0` (TCP/UDP from the node to pods and services) leaves with a partial checksum
-/// that only a NIC would finish; the engine forwards frames as they are, so a pod or a remote
-/// node would drop them. ICMP is always checksummed in software, so ping works either way.
-/// rtnetlink cannot change offloads (that is ethtool's ioctl or genetlink family, which this
-/// crate does not speak without unsafe code), so the `ethtool` program does it when present.
+/// TX checksum offload off (`ethtool -K <if> tx off`), best effort. With it on, what the
+/// kernel sends out of `kxdp0` (TCP/UDP from the node to pods and services) leaves with a
+/// partial checksum that only a NIC would finish; the engine forwards frames as they are, so a
+/// pod or a remote node would drop them. ICMP is always checksummed in software.
 fn tx_checksum_off(ifname: &str) {
-    let result = std::process::Command::new("ethtool")
-        .args(["-K", ifname, "tx", "off"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .output();
-    match result {
-        Ok(out) if out.status.success() => {}
-        Ok(out) => tracing::warn!(
-            "ethtool -K {ifname} tx off: {}; TCP/UDP from this node to pods may carry bad checksums",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ),
-        Err(e) => tracing::warn!(
-            "ethtool -K {ifname} tx off: {e}; TCP/UDP from this node to pods may carry bad checksums"
-        ),
+    if let Err(e) = af_xdp::set_tx_checksum_offload(ifname, false) {
+        tracing::warn!(
+            "turning TX checksum offload off on {ifname}: {e}; TCP/UDP from this node to pods may carry bad checksums"
+        );
     }
 }
