@@ -7,6 +7,7 @@
 //! - [`cni`]: the `kxdp-cni` plugin (CNI 1.0.0 ADD/DEL/CHECK/VERSION, IPAM delegated).
 //! - [`inspect`]: `kxdp inspect`, tables or JSON from the local API.
 //! - [`metrics`]: `/metrics` (Prometheus), `/healthz`, `/readyz` on `--metrics-addr`.
+//! - [`compile`]: desired state → service tables (the overlay's compiler is in [`overlay`]).
 //! - [`cores`]: parsing of core lists such as `2-5,7`.
 //! - [`objects`]: Kubernetes objects (Node, Service, EndpointSlice, Pod) parsed from YAML/JSON
 //!   and validated into the views the compilers read, held in a [`objects::DesiredState`].
@@ -23,6 +24,7 @@ pub mod agent;
 pub mod api;
 pub mod cli;
 pub mod cni;
+pub mod compile;
 pub mod cores;
 pub mod inspect;
 pub mod metrics;
