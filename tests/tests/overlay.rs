@@ -141,6 +141,25 @@ impl KxdpNode {
     }
 }
 
+/// A kxdp node (a, pods 10.244.1.0/24) and a flannel VXLAN node (b, 10.244.2.0/24) that know
+/// each other from their Node objects: flannel writes the FDB entry, neighbour and route;
+/// kxdp compiles a tunnel.
+fn kxdp_and_flannel(underlay: &Underlay) -> (KxdpNode, FlannelNode) {
+    let a = KxdpNode::start(underlay, "a", 1, OverlayMode::Vxlan);
+    let b = FlannelNode::new(
+        underlay,
+        "b",
+        underlay.node_ip(2),
+        Ipv4Addr::new(10, 244, 2, 0),
+    )
+    .unwrap();
+    let ra = a.as_remote();
+    b.add_remote(ra.ip, ra.vtep_mac.unwrap(), a.pod_net)
+        .unwrap();
+    a.set_remotes(vec![flannel_remote(&b)]);
+    (a, b)
+}
+
 fn flannel_remote(f: &FlannelNode) -> RemoteNode {
     RemoteNode {
         name: f.node.name.clone(),
@@ -273,20 +292,7 @@ fn interop_with_a_flannel_vxlan_node() {
         return;
     }
     let underlay = Underlay::new("ov2").unwrap();
-    let a = KxdpNode::start(&underlay, "a", 1, OverlayMode::Vxlan);
-    let b = FlannelNode::new(
-        &underlay,
-        "b",
-        underlay.node_ip(2),
-        Ipv4Addr::new(10, 244, 2, 0),
-    )
-    .unwrap();
-    // Each side learns the other from its Node object: flannel writes the FDB entry,
-    // neighbour and route; kxdp compiles a tunnel.
-    let ra = a.as_remote();
-    b.add_remote(ra.ip, ra.vtep_mac.unwrap(), a.pod_net)
-        .unwrap();
-    a.set_remotes(vec![flannel_remote(&b)]);
+    let (a, b) = kxdp_and_flannel(&underlay);
 
     let pa = a.add_pod("pa", 2, 1450);
     let pb = b.add_pod("pb").unwrap();
@@ -338,18 +344,7 @@ fn pmtu_discovery_through_the_overlay() {
         return;
     }
     let underlay = Underlay::new("ov4").unwrap();
-    let a = KxdpNode::start(&underlay, "a", 1, OverlayMode::Vxlan);
-    let b = FlannelNode::new(
-        &underlay,
-        "b",
-        underlay.node_ip(2),
-        Ipv4Addr::new(10, 244, 2, 0),
-    )
-    .unwrap();
-    let ra = a.as_remote();
-    b.add_remote(ra.ip, ra.vtep_mac.unwrap(), a.pod_net)
-        .unwrap();
-    a.set_remotes(vec![flannel_remote(&b)]);
+    let (a, b) = kxdp_and_flannel(&underlay);
     // Both pods think their link carries 1500 bytes (a misconfigured MTU): the sender's
     // full-sized segments do not fit the tunnel once VXLAN adds its 50 bytes.
     let pa = a.add_pod("pa", 2, 1500);
