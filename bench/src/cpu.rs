@@ -85,6 +85,21 @@ pub fn own_threads(name: &str) -> Result<Vec<u32>> {
     Ok(tids)
 }
 
+/// Thread ids of this process whose name starts with `prefix`.
+pub fn own_threads_prefixed(prefix: &str) -> Result<Vec<u32>> {
+    let mut tids = Vec::new();
+    for entry in std::fs::read_dir("/proc/self/task").context("listing /proc/self/task")? {
+        let entry = entry?;
+        let Some(tid) = entry.file_name().to_str().and_then(|s| s.parse().ok()) else {
+            continue;
+        };
+        if read_comm(&entry.path()).is_some_and(|c| c.starts_with(prefix)) {
+            tids.push(tid);
+        }
+    }
+    Ok(tids)
+}
+
 /// Pids of processes (kernel threads included) whose name starts with `prefix`.
 pub fn processes_named(prefix: &str) -> Result<BTreeSet<u32>> {
     let mut pids = BTreeSet::new();
@@ -99,6 +114,11 @@ pub fn processes_named(prefix: &str) -> Result<BTreeSet<u32>> {
         }
     }
     Ok(pids)
+}
+
+/// The name (`comm`) of process or thread `pid`, if it still exists.
+pub fn comm(pid: u32) -> Option<String> {
+    read_comm(Path::new(&format!("/proc/{pid}")))
 }
 
 fn read_comm(dir: &Path) -> Option<String> {

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 
+use crate::netns::{Netns, NsThread};
 use anyhow::{Context, Result, anyhow, bail};
-use kxdp_tests::{Netns, NsThread};
 use serde::Serialize;
 
 use crate::cpu;
@@ -63,8 +63,11 @@ pub struct GeneratorConfig {
     /// Frame templates, one per flow; the generator cycles through them, one call's worth of
     /// copies of each at a time.
     pub templates: Vec<Vec<u8>>,
-    /// Core to pin the generator thread to.
+    /// Core to pin the generator thread to. Live frames enter the peer's RX queue
+    /// `core % queues` (veth picks the queue of `ndo_xdp_xmit` by the sending CPU).
     pub core: Option<usize>,
+    /// Queue the AF_XDP fallback binds to (its skbs enter the peer's RX queue of that index).
+    pub queue: u32,
 }
 
 /// A running generator; stop it with [`stop`](Self::stop) (dropping it leaves the thread
@@ -205,7 +208,7 @@ fn xsk_loop(
     stop: &AtomicBool,
     ready: mpsc::SyncSender<Result<(), String>>,
 ) -> Result<()> {
-    let mut tx = match XskTx::new(&cfg.ifname, &cfg.templates) {
+    let mut tx = match XskTx::new(&cfg.ifname, cfg.queue, &cfg.templates) {
         Ok(tx) => tx,
         Err(e) => {
             let _ = ready.send(Err(format!("{e:#}")));

@@ -2,22 +2,34 @@
 //! measured in the same run on the same topology. The binary is `kxdp-bench`.
 //!
 //! Module map:
-//! - [`scenario`]: the measurement loop every scenario shares, and one module per scenario
-//!   ([`scenario::forward`]: plain IPv4 forwarding).
-//! - [`generator`]: a generator thread inside the generator namespace, live frames or the AF_XDP
-//!   fallback, with a running count of what it offered.
-//! - [`livegen`]: the XDP live-frames generator (`BPF_PROG_TEST_RUN`, `XDP_TX`).
-//! - [`xskgen`]: the AF_XDP copy-mode transmit generator, the fallback.
+//! - [`scenario`]: the scenarios (`forward`, `nat`, `overlay`, `nat-overlay`, `decap`), the
+//!   runner that measures both paths of one, and `scaling` over worker counts.
+//! - [`topology`]: the three namespaces and two veth pairs, built through rtnetlink.
+//! - [`netns`]: namespaces held by fd; running threads, commands and sysfs accesses in them.
+//! - [`vxlan`], [`offload`], [`netlink_raw`]: what `kxdp_control::netlink` does not do: vxlan
+//!   devices and FDB entries, ethtool features over generic netlink, the raw request.
+//! - [`nft`]: the kube-proxy-style nftables ruleset of the kernel NAT baseline.
+//! - [`generator`]: generator threads inside the generator namespace, live frames or the
+//!   AF_XDP fallback ([`livegen`], [`xskgen`]).
+//! - [`latency`]: the probe stream and its HdrHistogram.
 //! - [`napi`]: threaded veth NAPI with pinned kernel threads, so each core's work is chosen.
 //! - [`cpu`]: core busy time, thread run time, pinning.
 //! - [`machine`]: CPU model, CPU count, kernel release.
-//! - [`report`]: the result types, their JSON form and the printed table.
+//! - [`report`], [`plot`]: the result types, their JSON and table forms, the SVG chart.
 
 pub mod cpu;
 pub mod generator;
+pub mod latency;
 pub mod livegen;
 pub mod machine;
 pub mod napi;
+pub mod netlink_raw;
+pub mod netns;
+pub mod nft;
+pub mod offload;
+pub mod plot;
 pub mod report;
 pub mod scenario;
+pub mod topology;
+pub mod vxlan;
 pub mod xskgen;

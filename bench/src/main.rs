@@ -1,4 +1,4 @@
-//! `kxdp-bench`: run a benchmark scenario and print (and optionally store) its report.
+//! `kxdp-bench`: run benchmark scenarios and print (and store) their report.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,27 +8,71 @@ use anyhow::{Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use kxdp_bench::generator::{GeneratorChoice, GeneratorKind};
 use kxdp_bench::machine::Machine;
-use kxdp_bench::report::Report;
-use kxdp_bench::scenario::{Timing, forward};
+use kxdp_bench::report::{Report, ScenarioReport};
+use kxdp_bench::scenario::{
+    RunOptions, Spec, Timing, decap::Decap, forward::Forward, nat::Nat, nat_overlay::NatOverlay,
+    overlay::Overlay, runner, scaling,
+};
 
 #[derive(Debug, Parser)]
 #[command(
     name = "kxdp-bench",
-    about = "kxdp benchmarks: kernel path vs kxdp on veth"
+    about = "kxdp benchmarks: the kernel path and kxdp on the same veth topology, same run"
 )]
 struct Cli {
     #[command(subcommand)]
-    scenario: Scenario,
+    command: Command,
 }
 
 #[derive(Debug, Subcommand)]
-enum Scenario {
-    /// IPv4 forwarding of 64-byte UDP frames gen → node → sink: kernel, then kxdp.
-    Forward(ForwardArgs),
+enum Command {
+    /// IPv4 forwarding gen → node → sink (kernel: ip_forward).
+    Forward(ScenarioArgs),
+    /// ClusterIP DNAT VIP:80 → backend:8080 (kernel: nftables as kube-proxy writes it).
+    Nat(ScenarioArgs),
+    /// VXLAN encapsulation to a remote node (kernel: flannel-style vxlan device).
+    Overlay(ScenarioArgs),
+    /// DNAT to a backend on a remote node, then VXLAN (kernel: nftables + vxlan).
+    NatOverlay(ScenarioArgs),
+    /// VXLAN from a remote node decapsulated to a local pod (kernel: vxlan device).
+    Decap(ScenarioArgs),
+    /// Every scenario in turn.
+    All(ScenarioArgs),
+    /// One scenario at several worker counts (w workers use cores 0..2w).
+    Scaling(ScalingArgs),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ScenarioName {
+    Forward,
+    Nat,
+    Overlay,
+    NatOverlay,
+    Decap,
 }
 
 #[derive(Debug, clap::Args)]
-struct ForwardArgs {
+struct ScalingArgs {
+    /// Worker counts, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4,8")]
+    workers: Vec<usize>,
+    #[arg(long, value_enum, default_value_t = ScenarioName::Forward)]
+    scenario: ScenarioName,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Debug, clap::Args)]
+struct ScenarioArgs {
+    /// kxdp workers (= veth queues = generator threads); above 1, cores 0..2w are used.
+    #[arg(long, default_value_t = 1)]
+    workers: usize,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+struct Common {
     /// Seconds per measurement window.
     #[arg(long, default_value_t = 5.0)]
     duration: f64,
@@ -38,26 +82,35 @@ struct ForwardArgs {
     /// Seconds of traffic before each window.
     #[arg(long, default_value_t = 1.0)]
     warmup: f64,
+    /// Frame size on the wire with FCS, as the pods see it (VXLAN adds 50 on the underlay).
+    #[arg(long, default_value_t = 64)]
+    size: usize,
     /// Distinct flows (UDP source ports). Live frames send each in turn, in bursts of 262144;
     /// the AF_XDP fallback interleaves them frame by frame.
     #[arg(long, default_value_t = 1)]
     flows: usize,
-    /// Core for the generator.
+    /// nat, nat-overlay: load this many more services with 10 backends each into kxdp's tables
+    /// and the nftables ruleset (nft takes long to load tens of thousands).
+    #[arg(long, default_value_t = 0)]
+    services: u32,
+    /// Latency probes per second beside the load (0: none).
+    #[arg(long, default_value_t = 1000)]
+    probe_rate: u32,
+    /// Core for the generator (1 worker).
     #[arg(long, default_value_t = 0)]
     gen_core: usize,
-    /// Core for the node: the kxdp worker.
+    /// Core for the node: the kxdp worker and node-gen's NAPI thread (1 worker).
     #[arg(long, default_value_t = 1)]
     node_core: usize,
-    /// Core for the node's receive processing (the node-gen veth's NAPI thread); default: the
-    /// node core.
-    #[arg(long)]
-    napi_core: Option<usize>,
     /// Traffic generator.
     #[arg(long, value_enum, default_value_t = GenArg::Auto)]
     generator: GenArg,
-    /// Also write the report as JSON to this file.
+    /// Write the report as JSON here (default: bench/out/<command>.json).
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Write an SVG chart here (default: bench/out/<command>.svg).
+    #[arg(long)]
+    plot: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -80,7 +133,8 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
         Err(e) => {
             eprintln!("kxdp-bench: {e:#}");
             ExitCode::FAILURE
@@ -88,58 +142,179 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> Result<()> {
-    let Scenario::Forward(args) = cli.scenario;
-    if !(args.duration > 0.0 && args.warmup >= 0.0 && args.runs > 0 && args.flows > 0) {
-        bail!("--duration and --runs and --flows must be positive, --warmup not negative");
+fn spec_of(name: ScenarioName) -> Box<dyn Spec> {
+    match name {
+        ScenarioName::Forward => Box::new(Forward),
+        ScenarioName::Nat => Box::new(Nat),
+        ScenarioName::Overlay => Box::new(Overlay),
+        ScenarioName::NatOverlay => Box::new(NatOverlay),
+        ScenarioName::Decap => Box::new(Decap),
     }
+}
+
+/// Runs the command; false when some scenario failed (the others are still reported).
+fn run(cli: Cli) -> Result<bool> {
+    // Before any scenario pins this thread to one core (the count follows the affinity).
     let cpus = kxdp_bench::cpu::online_cpus()?;
-    for (what, core) in [
-        ("--gen-core", Some(args.gen_core)),
-        ("--node-core", Some(args.node_core)),
-        ("--napi-core", args.napi_core),
-    ]
-    .into_iter()
-    .filter_map(|(w, c)| Some((w, c?)))
-    {
-        if core >= cpus {
-            bail!("{what} {core}: this machine has {cpus} CPU(s)");
+    let machine = Machine::probe();
+    let (label, common, reports, ok) = match cli.command {
+        Command::Scaling(args) => {
+            let o = options(&args.common, 1, cpus)?;
+            let spec = spec_of(args.scenario);
+            let reports = scaling::run(spec.as_ref(), &o, &args.workers, cpus)?;
+            ("scaling", args.common, reports, true)
+        }
+        Command::All(a) => {
+            let names = [
+                ScenarioName::Forward,
+                ScenarioName::Nat,
+                ScenarioName::Overlay,
+                ScenarioName::NatOverlay,
+                ScenarioName::Decap,
+            ];
+            let (reports, ok) = run_each(&names, &a, cpus)?;
+            ("all", a.common, reports, ok)
+        }
+        Command::Forward(c) => one("forward", ScenarioName::Forward, c, cpus)?,
+        Command::Nat(c) => one("nat", ScenarioName::Nat, c, cpus)?,
+        Command::Overlay(c) => one("overlay", ScenarioName::Overlay, c, cpus)?,
+        Command::NatOverlay(c) => one("nat-overlay", ScenarioName::NatOverlay, c, cpus)?,
+        Command::Decap(c) => one("decap", ScenarioName::Decap, c, cpus)?,
+    };
+    if reports.is_empty() {
+        bail!("no scenario completed");
+    }
+    let report = Report {
+        machine,
+        scenarios: reports,
+    };
+    println!();
+    print!("{}", report.to_table());
+    let json = common
+        .json
+        .unwrap_or_else(|| PathBuf::from(format!("bench/out/{label}.json")));
+    report.write_json(&json)?;
+    println!("JSON: {}", json.display());
+    let plot = common
+        .plot
+        .unwrap_or_else(|| PathBuf::from(format!("bench/out/{label}.svg")));
+    kxdp_bench::plot::write_svg(&report, &plot)?;
+    println!("plot: {}", plot.display());
+    Ok(ok)
+}
+
+type Outcome = (&'static str, Common, Vec<ScenarioReport>, bool);
+
+fn one(label: &'static str, name: ScenarioName, a: ScenarioArgs, cpus: usize) -> Result<Outcome> {
+    let o = options(&a.common, a.workers, cpus)?;
+    let report = runner::run(spec_of(name).as_ref(), &o)?;
+    Ok((label, a.common, vec![report], true))
+}
+
+/// Runs each scenario; one that fails is reported on stderr and the rest still run.
+fn run_each(
+    names: &[ScenarioName],
+    a: &ScenarioArgs,
+    cpus: usize,
+) -> Result<(Vec<ScenarioReport>, bool)> {
+    let o = options(&a.common, a.workers, cpus)?;
+    let mut reports = Vec::new();
+    let mut ok = true;
+    for &name in names {
+        let spec = spec_of(name);
+        match runner::run(spec.as_ref(), &o) {
+            Ok(r) => reports.push(r),
+            Err(e) => {
+                eprintln!("kxdp-bench: scenario {} failed: {e:#}", spec.name());
+                ok = false;
+            }
         }
     }
-    if args.gen_core == args.node_core {
-        eprintln!("warning: generator and node share core {}", args.node_core);
+    Ok((reports, ok))
+}
+
+fn options(c: &Common, workers: usize, cpus: usize) -> Result<RunOptions> {
+    if !(c.duration > 0.0 && c.warmup >= 0.0 && c.runs > 0 && c.flows > 0 && workers > 0) {
+        bail!("--duration, --runs, --flows and --workers must be positive, --warmup not negative");
     }
-    let machine = Machine::probe();
-    eprintln!(
-        "kxdp-bench forward: {} x {} s per path after {} s warm-up; generator core {}, node core {}",
-        args.runs, args.duration, args.warmup, args.gen_core, args.node_core
-    );
-    let opts = forward::ForwardOptions {
+    if !(64..=1518).contains(&c.size) {
+        bail!("--size {}: need 64..=1518", c.size);
+    }
+    let (gen_cores, node_cores) = if workers == 1 {
+        (vec![c.gen_core], vec![c.node_core])
+    } else {
+        scaling::cores_for(workers)
+    };
+    for &core in gen_cores.iter().chain(&node_cores) {
+        if core >= cpus {
+            bail!("core {core}: this machine has {cpus} CPU(s) (w workers use cores 0..2w)");
+        }
+    }
+    if gen_cores.iter().any(|g| node_cores.contains(g)) {
+        eprintln!("warning: generator and node share a core");
+    }
+    Ok(RunOptions {
         timing: Timing {
-            warmup: Duration::from_secs_f64(args.warmup),
-            duration: Duration::from_secs_f64(args.duration),
-            runs: args.runs,
+            warmup: Duration::from_secs_f64(c.warmup),
+            duration: Duration::from_secs_f64(c.duration),
+            runs: c.runs,
         },
-        flows: args.flows,
-        gen_core: args.gen_core,
-        node_core: args.node_core,
-        napi_core: args.napi_core.unwrap_or(args.node_core),
-        generator: match args.generator {
+        flows: c.flows,
+        wire_bytes: c.size,
+        workers,
+        gen_cores,
+        node_cores,
+        generator: match c.generator {
             GenArg::Auto => GeneratorChoice::Auto,
             GenArg::Live => GeneratorChoice::Only(GeneratorKind::XdpLiveFrames),
             GenArg::AfXdp => GeneratorChoice::Only(GeneratorKind::AfXdpTx),
         },
-    };
-    let scenario = forward::run(&opts)?;
-    let report = Report {
-        machine,
-        scenarios: vec![scenario],
-    };
-    println!();
-    print!("{}", report.to_table());
-    if let Some(path) = &args.json {
-        report.write_json(path)?;
-        println!("JSON: {}", path.display());
+        probe_rate: c.probe_rate,
+        extra_services: c.services,
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
     }
-    Ok(())
+
+    #[test]
+    fn scaling_and_scenarios_parse() {
+        let cli = Cli::try_parse_from([
+            "kxdp-bench",
+            "scaling",
+            "--workers",
+            "1,2,4,8",
+            "--scenario",
+            "nat-overlay",
+            "--duration",
+            "2",
+        ])
+        .unwrap();
+        let Command::Scaling(s) = cli.command else {
+            panic!("not scaling")
+        };
+        assert_eq!(s.workers, [1, 2, 4, 8]);
+        assert_eq!(s.common.duration, 2.0);
+        let cli = Cli::try_parse_from(["kxdp-bench", "nat", "--services", "1000", "--size", "128"])
+            .unwrap();
+        let Command::Nat(a) = cli.command else {
+            panic!("not nat")
+        };
+        assert_eq!(
+            (a.workers, a.common.services, a.common.size),
+            (1, 1000, 128)
+        );
+        let o = options(&a.common, a.workers, 2).unwrap();
+        assert_eq!(o.frame_bytes(), 124);
+        assert_eq!((o.gen_cores, o.node_cores), (vec![0], vec![1]));
+        assert!(options(&a.common, 2, 2).is_err(), "2 workers need 4 cores");
+    }
 }

@@ -29,8 +29,8 @@ pub struct XskTx {
 }
 
 impl XskTx {
-    /// Binds a copy-mode socket to queue 0 of `ifname` (in the calling thread's namespace).
-    pub fn new(ifname: &str, templates: &[Vec<u8>]) -> Result<Self> {
+    /// Binds a copy-mode socket to `queue` of `ifname` (in the calling thread's namespace).
+    pub fn new(ifname: &str, queue: u32, templates: &[Vec<u8>]) -> Result<Self> {
         if templates.is_empty() {
             bail!("no frames to send");
         }
@@ -53,14 +53,17 @@ impl XskTx {
                 hugepages: false,
             })
             .context("UMEM for the AF_XDP generator")?;
-            match group.add_socket_by_name(ifname, 0, &cfg) {
+            match group.add_socket_by_name(ifname, queue, &cfg) {
                 Ok(sock) => break (group, sock),
                 Err(XskError::Os { source, .. })
                     if source.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline =>
                 {
                     std::thread::sleep(Duration::from_millis(20));
                 }
-                Err(e) => return Err(e).with_context(|| format!("AF_XDP socket on {ifname}")),
+                Err(e) => {
+                    return Err(e)
+                        .with_context(|| format!("AF_XDP socket on {ifname} queue {queue}"));
+                }
             }
         };
         Ok(XskTx {

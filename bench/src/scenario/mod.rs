@@ -1,22 +1,40 @@
 //! Benchmark scenarios and the measurement they share.
 //!
-//! A scenario builds its topology, then for each path through the node (the kernel, kxdp)
-//! repeats runs: start the generator at full rate, warm up, read every counter, wait the
-//! measurement window, read them again, stop the generator. A run's numbers are the deltas over
-//! the window; a path's are the medians over its runs.
+//! A scenario ([`Spec`]) says what the generator sends, how the node's kernel is set up for the
+//! baseline path, and which tables kxdp gets. [`runner::run`] builds the topology once, then
+//! for each path (the kernel, then kxdp) repeats runs: start the generators at full rate and a
+//! latency probe stream beside them, warm up, read every counter, wait the measurement window,
+//! read them again, stop the generators. A run's numbers are the deltas over the window; a
+//! path's are the medians over its runs (latency: percentiles of all its runs' probes).
 //!
-//! - [`forward`]: plain IPv4 forwarding gen → node → sink.
+//! - [`forward`]: plain IPv4 forwarding (kernel: `ip_forward`).
+//! - [`nat`]: ClusterIP DNAT (kernel: nftables written like kube-proxy's).
+//! - [`overlay`]: VXLAN encapsulation to a remote node (kernel: a flannel-style vxlan device).
+//! - [`nat_overlay`]: DNAT to a backend on a remote node, then encapsulation.
+//! - [`decap`]: VXLAN from a remote node decapsulated to a local pod.
+//! - [`runner`]: the topology, the paths, the runs; [`scaling`]: one scenario at several worker
+//!   counts.
 
+pub mod decap;
 pub mod forward;
+pub mod frames;
+pub mod nat;
+pub mod nat_overlay;
+pub mod overlay;
+pub mod runner;
+pub mod scaling;
 
 use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
+use af_xdp::bpf::DstKind;
 use anyhow::Result;
+use kxdp_dataplane::{NextHop, PortId, Route, Tables};
 
 use crate::cpu::CoreTimes;
-use crate::generator::Generator;
-use crate::report::{RunResult, ThreadCpu};
+use crate::generator::GeneratorChoice;
+use crate::topology::{GEN_NET, SINK_NET, Topology};
 
 /// How long and how often to measure.
 #[derive(Debug, Clone, Copy)]
@@ -26,77 +44,135 @@ pub struct Timing {
     pub runs: u32,
 }
 
+/// What every scenario is asked for.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub timing: Timing,
+    /// Distinct flows (UDP source ports), one frame template each.
+    pub flows: usize,
+    /// Frame size on the wire, FCS included, as the pods see it (`--size`).
+    pub wire_bytes: usize,
+    /// kxdp workers = RX/TX queues per veth = generator threads.
+    pub workers: usize,
+    /// One per worker: generator thread `i` runs on `gen_cores[i]`.
+    pub gen_cores: Vec<usize>,
+    /// One per worker: kxdp worker `i` and the node-gen veth's NAPI thread of queue `i`.
+    pub node_cores: Vec<usize>,
+    pub generator: GeneratorChoice,
+    /// Latency probes per second (0: none).
+    pub probe_rate: u32,
+    /// Services with 10 backends each loaded besides the measured one (nat scenarios).
+    pub extra_services: u32,
+}
+
+impl RunOptions {
+    /// The frame handed to the generator's interface, without FCS.
+    pub fn frame_bytes(&self) -> usize {
+        self.wire_bytes - 4
+    }
+}
+
+/// One of the benchmark scenarios.
+pub trait Spec {
+    fn name(&self) -> &'static str;
+
+    /// Whether `--services` applies.
+    fn has_services(&self) -> bool {
+        false
+    }
+
+    /// Bytes encapsulation adds to what the generator sends (decap: 50).
+    fn gen_extra_bytes(&self) -> usize {
+        0
+    }
+
+    /// Bytes encapsulation adds to what the sink receives (encap: 50).
+    fn sink_extra_bytes(&self) -> usize {
+        0
+    }
+
+    /// Setup both paths share (routes, neighbours, devices that play other nodes), after the
+    /// chain and the common setup of [`runner`].
+    fn prepare(&self, _t: &Topology, _o: &RunOptions) -> Result<()> {
+        Ok(())
+    }
+
+    /// The load frame of one flow: `frame_bytes` is the pod-side frame (without FCS).
+    fn load_frame(&self, t: &Topology, src_port: u16, frame_bytes: usize) -> Result<Vec<u8>>;
+
+    /// Where the generator namespace's UDP probe socket sends (bound to `probe_src`); the sink
+    /// receives on [`PROBE_PORT`].
+    fn probe_dst(&self) -> SocketAddrV4;
+
+    fn probe_src(&self, t: &Topology) -> Ipv4Addr {
+        t.gen_if.ipv4
+    }
+
+    fn kernel_description(&self, o: &RunOptions) -> String;
+
+    /// Sets up the kernel path; `Ok(Some(why))` when it cannot be measured here.
+    fn kernel_up(&self, t: &Topology, o: &RunOptions) -> Result<Option<String>>;
+
+    /// Undoes [`kernel_up`](Self::kernel_up).
+    fn kernel_down(&self, t: &Topology) -> Result<()>;
+
+    fn kxdp_description(&self) -> String;
+
+    /// kxdp's tables (ports 0 = node-gen, 1 = node-sink).
+    fn tables(&self, t: &Topology, o: &RunOptions) -> Result<Tables>;
+
+    /// Destinations the steering program hands to kxdp.
+    fn owned(&self, t: &Topology) -> Vec<(Ipv4Addr, u8, DstKind)>;
+
+    /// UDP ports of the node's own address that belong to kxdp (VXLAN).
+    fn udp_ports(&self) -> Vec<u16> {
+        Vec::new()
+    }
+}
+
+/// Where the sink receives latency probes (the backends' port too).
+pub const PROBE_PORT: u16 = 8080;
+/// In the sink's subnet, assigned to nobody: the sink counts frames to it and drops them.
+pub const BLACKHOLE_IN_SINK: Ipv4Addr = Ipv4Addr::new(10, 200, 2, 100);
+/// The next hop's MAC for [`BLACKHOLE_IN_SINK`]: locally administered, owned by nobody, so the
+/// sink counts the frame and its IP layer drops it at once as PACKET_OTHERHOST.
+pub const OTHERHOST_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x02, 0x64];
+/// Flow `i` uses UDP source port `FIRST_SRC_PORT + i`.
+pub const FIRST_SRC_PORT: u16 = 10_000;
+
+/// The forwarding routes every scenario's kxdp tables start from: both subnets and the
+/// blackhole, the node's own addresses to the host.
+pub fn base_tables(t: &Topology) -> Tables {
+    let to_gen = NextHop::new(PortId(0), t.gen_if.mac, t.node_gen_if.mac);
+    let to_sink = NextHop::new(PortId(1), t.sink_if.mac, t.node_sink_if.mac);
+    let to_blackhole = NextHop::new(PortId(1), OTHERHOST_MAC, t.node_sink_if.mac);
+    Tables::default()
+        .with_route4(GEN_NET, 24, Route::Via(to_gen))
+        .with_route4(SINK_NET, 24, Route::Via(to_sink))
+        .with_route4(BLACKHOLE_IN_SINK, 32, Route::Via(to_blackhole))
+        .with_route4(t.node_gen_if.ipv4, 32, Route::Host)
+        .with_route4(t.node_sink_if.ipv4, 32, Route::Host)
+}
+
 /// Counters read at one instant.
 #[derive(Debug, Clone)]
 pub struct Sample {
     /// When `delivered` and `offered` were read: rates divide by the time between two samples'.
     pub at: Instant,
-    /// Frames the generator has handed to the kernel.
+    /// Frames the generators have handed to the kernel.
     pub offered: u64,
     /// Frames that arrived at the node's ingress interface.
     pub node_rx: u64,
     /// Frames that arrived at the sink (its interface's rx counter).
     pub delivered: u64,
-    pub node_core: CoreTimes,
-    pub gen_core: CoreTimes,
-    /// Run time of named threads (worker, NAPI threads, generator), nanoseconds.
+    /// Summed over the node cores.
+    pub node_cores: CoreTimes,
+    /// Summed over the generator cores.
+    pub gen_cores: CoreTimes,
+    /// Run time of named threads (workers, NAPI threads, generators), nanoseconds.
     pub threads: BTreeMap<String, u64>,
     /// Anything else worth a delta (drop counters, engine counters).
     pub counters: BTreeMap<String, u64>,
-}
-
-/// Runs one measurement window: warm-up with the generator already running, a sample, the
-/// window, another sample. `sample` reads everything; `gen` is stopped before returning.
-pub fn measure(
-    generator: Generator,
-    timing: &Timing,
-    mut sample: impl FnMut(&Generator) -> Result<Sample>,
-) -> Result<RunResult> {
-    std::thread::sleep(timing.warmup);
-    let a = sample(&generator)?;
-    std::thread::sleep(timing.duration);
-    let b = sample(&generator)?;
-    let secs = b.at.duration_since(a.at).as_secs_f64();
-    generator.stop()?;
-
-    let delivered = b.delivered.saturating_sub(a.delivered);
-    let per_pkt = |ns: u64| (delivered > 0).then(|| ns as f64 / delivered as f64);
-    let busy = b.node_core.busy.saturating_sub(a.node_core.busy);
-    let gen_busy = b.gen_core.busy.saturating_sub(a.gen_core.busy);
-    let steal =
-        (b.node_core.steal + b.gen_core.steal).saturating_sub(a.node_core.steal + a.gen_core.steal);
-    let threads = b
-        .threads
-        .iter()
-        .map(|(name, &after)| {
-            let ns = after.saturating_sub(a.threads.get(name).copied().unwrap_or(0));
-            ThreadCpu {
-                name: name.clone(),
-                busy_pct: 100.0 * ns as f64 / (secs * 1e9),
-                ns_per_pkt: per_pkt(ns),
-            }
-        })
-        .collect();
-    let counters = b
-        .counters
-        .iter()
-        .filter_map(|(k, &after)| {
-            let d = after.saturating_sub(a.counters.get(k).copied().unwrap_or(0));
-            (d > 0).then(|| (k.clone(), d))
-        })
-        .collect();
-    Ok(RunResult {
-        seconds: secs,
-        delivered_mpps: delivered as f64 / secs / 1e6,
-        offered_mpps: b.offered.saturating_sub(a.offered) as f64 / secs / 1e6,
-        node_rx_mpps: b.node_rx.saturating_sub(a.node_rx) as f64 / secs / 1e6,
-        node_core_busy_pct: 100.0 * busy as f64 / (secs * 1e9),
-        node_core_ns_per_pkt: per_pkt(busy),
-        gen_core_busy_pct: 100.0 * gen_busy as f64 / (secs * 1e9),
-        steal_pct: 100.0 * steal as f64 / (2.0 * secs * 1e9),
-        threads,
-        counters,
-    })
 }
 
 /// Median of `values` (mean of the middle two for an even count); NaN for none.
@@ -112,21 +188,6 @@ pub fn median(values: impl IntoIterator<Item = f64>) -> f64 {
     } else {
         (v[n / 2 - 1] + v[n / 2]) / 2.0
     }
-}
-
-/// `ethtool -S` counters of an interface, keyed `<ifname>:<counter>`; empty when ethtool is
-/// missing or the driver has none (they are diagnostics, not results).
-pub fn ethtool_stats(ns: &kxdp_tests::Netns, ifname: &str) -> BTreeMap<String, u64> {
-    let Ok(out) = ns.exec_stdout(&["ethtool", "-S", ifname]) else {
-        return BTreeMap::new();
-    };
-    out.lines()
-        .filter_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            let v = v.trim().parse().ok()?;
-            Some((format!("{ifname}:{}", k.trim()), v))
-        })
-        .collect()
 }
 
 #[cfg(test)]

@@ -1,0 +1,105 @@
+//! Frame templates for the generator: UDP datagrams, bare or inside VXLAN.
+
+use std::net::Ipv4Addr;
+
+use anyhow::{Context, Result, ensure};
+
+/// Ethernet + IPv4 + UDP headers.
+const HEADERS: usize = 14 + 20 + 8;
+/// What VXLAN adds in front of an inner frame: outer Ethernet, IPv4, UDP, VXLAN headers.
+pub const VXLAN_BYTES: usize = 14 + 20 + 8 + 8;
+/// The shortest frame without FCS (60 + 4 = 64 on the wire).
+pub const MIN_FRAME: usize = 60;
+
+/// One end of a frame: MAC and IPv4 address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Endpoint {
+    pub mac: [u8; 6],
+    pub ip: Ipv4Addr,
+}
+
+/// A UDP frame `src` → `dst` of exactly `frame_bytes` (without FCS; at least 60), TTL 64,
+/// checksums valid, zero payload.
+pub fn udp(
+    src: Endpoint,
+    dst: Endpoint,
+    src_port: u16,
+    dst_port: u16,
+    frame_bytes: usize,
+) -> Result<Vec<u8>> {
+    ensure!(
+        (MIN_FRAME..=1514).contains(&frame_bytes),
+        "frame of {frame_bytes} bytes: need 60..=1514"
+    );
+    let b = etherparse::PacketBuilder::ethernet2(src.mac, dst.mac)
+        .ipv4(src.ip.octets(), dst.ip.octets(), 64)
+        .udp(src_port, dst_port);
+    let payload = vec![0u8; frame_bytes - HEADERS];
+    let mut v = Vec::with_capacity(frame_bytes);
+    b.write(&mut v, &payload).context("building a UDP frame")?;
+    Ok(v)
+}
+
+/// `inner` wrapped in VXLAN (RFC 7348) `outer_src` → `outer_dst`:`port`, the outer UDP source
+/// port `src_port` and its checksum 0, as Linux's vxlan device sends by default.
+pub fn vxlan(
+    outer_src: Endpoint,
+    outer_dst: Endpoint,
+    src_port: u16,
+    port: u16,
+    vni: u32,
+    inner: &[u8],
+) -> Result<Vec<u8>> {
+    let b = etherparse::PacketBuilder::ethernet2(outer_src.mac, outer_dst.mac)
+        .ipv4(outer_src.ip.octets(), outer_dst.ip.octets(), 64)
+        .udp(src_port, port);
+    let mut payload = Vec::with_capacity(8 + inner.len());
+    // Flags: I (valid VNI); VNI in the top 24 bits of the second word.
+    payload.extend_from_slice(&[0x08, 0, 0, 0]);
+    payload.extend_from_slice(&(vni << 8).to_be_bytes());
+    payload.extend_from_slice(inner);
+    let mut v = Vec::with_capacity(VXLAN_BYTES + inner.len());
+    b.write(&mut v, &payload)
+        .context("building a VXLAN frame")?;
+    // Zero UDP checksum (RFC 7348 §5 allows it over IPv4).
+    v[14 + 20 + 6..14 + 20 + 8].copy_from_slice(&[0, 0]);
+    Ok(v)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+mod tests {
+    use super::*;
+
+    fn ep(last: u8) -> Endpoint {
+        Endpoint {
+            mac: [2, 0, 0, 0, 0, last],
+            ip: Ipv4Addr::new(10, 0, 0, last),
+        }
+    }
+
+    #[test]
+    fn udp_frames_have_the_asked_size() {
+        for n in [60, 61, 128, 1514] {
+            let f = udp(ep(1), ep(2), 10_000, 80, n).unwrap();
+            assert_eq!(f.len(), n);
+            let p = etherparse::SlicedPacket::from_ethernet(&f).unwrap();
+            let Some(etherparse::TransportSlice::Udp(u)) = p.transport else {
+                panic!("not UDP")
+            };
+            assert_eq!((u.source_port(), u.destination_port()), (10_000, 80));
+        }
+        assert!(udp(ep(1), ep(2), 1, 2, 59).is_err());
+    }
+
+    #[test]
+    fn vxlan_wraps_the_inner_frame() {
+        let inner = udp(ep(3), ep(4), 1, 2, 60).unwrap();
+        let f = vxlan(ep(1), ep(2), 4242, 8472, 1, &inner).unwrap();
+        assert_eq!(f.len(), 60 + VXLAN_BYTES);
+        assert_eq!(&f[36..38], &8472u16.to_be_bytes());
+        assert_eq!(&f[40..42], &[0, 0], "UDP checksum 0");
+        assert_eq!(&f[42..50], &[0x08, 0, 0, 0, 0, 0, 1, 0]);
+        assert_eq!(&f[50..], &inner[..]);
+    }
+}
