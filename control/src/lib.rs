@@ -9,6 +9,7 @@
 //! - [`metrics`]: `/metrics` (Prometheus), `/healthz`, `/readyz` on `--metrics-addr`.
 //! - [`compile`]: desired state → service tables (the overlay's compiler is in [`overlay`]).
 //! - [`cores`]: parsing of core lists such as `2-5,7`.
+//! - [`demo`]: `kxdp demo`, a virtual cluster in network namespaces with real traffic.
 //! - [`objects`]: Kubernetes objects (Node, Service, EndpointSlice, Pod) parsed from YAML/JSON
 //!   and validated into the views the compilers read, held in a [`objects::DesiredState`].
 //! - [`source`]: where objects come from: [`source::file`](mod@source::file) (`--source FILE`, reloaded on
@@ -26,6 +27,7 @@ pub mod cli;
 pub mod cni;
 pub mod compile;
 pub mod cores;
+pub mod demo;
 pub mod inspect;
 pub mod metrics;
 pub mod netlink;

@@ -1,5 +1,7 @@
 //! `kxdp`: the node agent and its tools.
 
+use std::process::ExitCode;
+
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
@@ -16,9 +18,13 @@ enum Command {
     /// Show what the data path holds (services, backends, conntrack, nodes, attachments,
     /// routes, stats) through the agent's local API.
     Inspect(kxdp_control::inspect::InspectArgs),
+    /// Build a small virtual cluster in network namespaces (a kxdp node, a flannel node,
+    /// pods attached through kxdp-cni), send real traffic through it, report, clean up.
+    /// Needs root and the CNI plugins (host-local).
+    Demo(kxdp_control::demo::DemoArgs),
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<ExitCode> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("KXDP_LOG")
@@ -27,7 +33,8 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
-        Command::Agent(args) => kxdp_control::agent::run(args),
-        Command::Inspect(args) => kxdp_control::inspect::run(&args),
+        Command::Agent(args) => kxdp_control::agent::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Inspect(args) => kxdp_control::inspect::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Demo(args) => kxdp_control::demo::run(&args),
     }
 }

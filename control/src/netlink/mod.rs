@@ -8,11 +8,14 @@
 //! - `address`: interface addresses ([`AddressInfo`]).
 //! - `route`: routes and `ip route get` ([`Route`]).
 //! - `neighbour`: permanent and kernel-managed neighbour entries ([`Neighbour`]).
+//! - `bridge`: bridges and their ports ([`BridgeConfig`], [`Netlink::set_master`]).
+//! - `vxlan`: kernel VXLAN devices and their FDB, as flannel sets them up ([`VxlanConfig`]).
 //! - `resolver`: [`NeighbourResolver`], the underlay next hops' MACs for the engine.
 //! - `error`: [`Error`], naming the operation and object of every failure.
 //!
 //! Users: the agent (next-hop MACs, the engine's host veth), `kxdp-cni` (pod veth, address,
-//! route, MTU inside the pod's namespace) and the benchmark (topology without `ip`).
+//! route, MTU inside the pod's namespace), the benchmark and `kxdp demo` (topology without
+//! `ip`).
 //!
 //! Every request runs in the namespace the socket was opened in: [`Netlink::open`] for the
 //! calling thread's, [`Netlink::open_in`] for another one given as a namespace fd.
@@ -29,18 +32,22 @@
 //! ```
 
 mod address;
+mod bridge;
 mod error;
 mod link;
 mod neighbour;
 mod resolver;
 mod route;
 mod socket;
+mod vxlan;
 pub mod wire;
 
 pub use address::AddressInfo;
+pub use bridge::BridgeConfig;
 pub use error::{Error, Result};
 pub use link::{IFF_LOWER_UP, IFF_UP, LinkId, LinkInfo, MacAddr, OperState, VethConfig};
 pub use neighbour::{NTF_EXT_MANAGED, Neighbour, NudState};
 pub use resolver::{NeighbourResolver, NextHop};
 pub use route::{PROTOCOL_STATIC, Route, RouteScope, RouteType, TABLE_MAIN};
 pub use socket::Netlink;
+pub use vxlan::VxlanConfig;
