@@ -1,48 +1,75 @@
-//! `kxdp agent`: run the node's data path until SIGTERM/SIGINT, then stop cleanly.
+//! `kxdp agent`: run the node's data path and its control plane until SIGTERM/SIGINT, then
+//! stop cleanly.
 //!
-//! With `--source FILE` (objects from a file, reloaded on change):
-//! 1. load the file; find this node's Node (`--node-name`, `NODE_NAME`, else the hostname) and
-//!    take its pod CIDR from it;
-//! 2. pick the uplink: `--uplink`, else the interface holding the Node's InternalIP, else the
+//! Start-up:
+//! 1. `/metrics`, `/healthz`, `/readyz` on `--metrics-addr` (not ready until the first complete
+//!    view of the cluster is published);
+//! 2. the first complete view, with this node's Node (`--node-name`, `NODE_NAME`, else the
+//!    hostname) and its pod CIDR:
+//!    - `--source FILE`: the file's first load (an error if the Node or its pod CIDR is
+//!      missing);
+//!    - `--source kube`: the API server's lists of Nodes, Services and EndpointSlices (client
+//!      from the in-cluster configuration or `KUBECONFIG`, retried until it works), waiting
+//!      for the Node to have `spec.podCIDR`. Meanwhile the engine runs on the uplink with
+//!      empty tables (everything to the kernel), as a node without objects would;
+//! 3. the uplink: `--uplink`, else the interface holding the Node's InternalIP, else the
 //!    default route's;
-//! 3. create the host port (`kxdp0` ═ `kxdp0e`, the pods' gateway address on `kxdp0`,
-//!    forwarding on, rp_filter off; see `agent/host_port.rs`);
-//! 4. start the [`NodeDataplane`] on the uplink and `kxdp0e`, with this Node's flannel
-//!    `VtepMAC` if it carries one (else one derived from the node IP), and print it;
-//! 5. on every (re)load, give the engine the other Nodes as remote nodes and route every pod
-//!    CIDR of the cluster into `kxdp0`, adding and removing routes as Nodes come and go.
+//! 4. the host port (`kxdp0` ═ `kxdp0e`, the pods' gateway address on `kxdp0`, forwarding on,
+//!    rp_filter off; see `agent/host_port.rs`) and the [`NodeDataplane`] on the uplink and
+//!    `kxdp0e`, with this Node's flannel `VtepMAC` if it carries one (else one derived from
+//!    the node IP);
+//! 5. the local API on `--api-socket` (`kxdp-cni`, `kxdp inspect`);
+//! 6. in `kube` mode, this Node's flannel annotations (`agent/node_annotations.rs`);
+//! 7. the [controller](controller) publishes the first tables and then follows the source.
 //!
-//! On SIGTERM/SIGINT the engine stops (workers drained, XDP programs detached), then the routes
-//! and the veth pair go. A SIGKILL leaves the pair and its routes (the XDP programs die with the
+//! On SIGTERM/SIGINT: the API socket goes, the engine stops (workers drained, XDP programs
+//! detached), then the routes and the veth pair go. The API server being unreachable delays
+//! none of it. A SIGKILL leaves the pair and its routes (the XDP programs die with the
 //! process, through their bpf_link fds); the next start deletes and recreates them. The
 //! sysctls stay as set.
 //!
-//! With `--source kube` the API-server watcher is not built yet: the engine runs on the uplink
-//! with empty tables, which keeps the node's own traffic working.
+//! Modules: `controller` (the one loop that writes the data path), `remotes` (Nodes → remote
+//! VTEPs and pod CIDR routes), `steering` (NodePorts and external IPs on the uplink),
+//! `health_check` (eTP=Local health check node ports), `node_annotations` (flannel
+//! annotations in `kube` mode), `host_port` (`kxdp0`/`kxdp0e`).
 
+mod controller;
+mod health_check;
 mod host_port;
+mod node_annotations;
+mod remotes;
+mod steering;
 
-use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use af_xdp::bpf::{DstKind, SteerMode};
 use anyhow::{Context, anyhow};
 use clap::ValueEnum;
 use kxdp_dataplane::{Engine, EngineConfig, PortConfig, StopReport, TableHandle, Tables};
+use tokio::runtime::Runtime;
 use tokio::signal::unix::{Signal, SignalKind, signal};
+use tokio::sync::mpsc;
 
+use crate::api::{ApiServer, NodeHandler};
 use crate::cli::AgentArgs;
+use crate::metrics::{Health, MetricsServer, MetricsSource};
 use crate::netlink::{LinkId, Netlink};
 use crate::objects::{DesiredState, NodeView, format_mac};
-use crate::overlay::{Ipv4Net, NodeConfig, NodeDataplane, OverlayMode, RemoteNode};
-use crate::source::file;
+use crate::overlay::{NodeConfig, NodeDataplane, OverlayMode};
+use crate::source::{self, SourceEvent, file};
+use controller::{COALESCE_WINDOW, Controller, ControllerParts};
 pub use host_port::{ENGINE_IF, HOST_IF};
+use remotes::ThisNode;
 
 /// What VXLAN adds to a packet (outer IPv4, UDP, VXLAN, inner Ethernet): pods and the host
 /// port get the uplink's MTU less this.
 const VXLAN_OVERHEAD: u32 = 50;
+/// How long a stopping agent waits for in-flight API and metrics requests to let go of the
+/// dataplane before it stops the engine anyway.
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Run the agent to completion.
 pub fn run(args: AgentArgs) -> anyhow::Result<()> {
@@ -59,11 +86,33 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
             int: signal(SignalKind::interrupt())?,
         }
     };
-    if args.source == "kube" {
-        run_without_objects(&args, &rt, signals)
+    let health = Arc::new(Health::new(args.stale_after));
+    let scrape = Arc::new(AgentMetrics::default());
+    let metrics = MetricsServer::start(
+        args.metrics_addr,
+        Arc::clone(&scrape) as Arc<dyn MetricsSource>,
+        Arc::clone(&health),
+    )
+    .with_context(|| format!("--metrics-addr {}", args.metrics_addr))?;
+    tracing::info!("metrics, health and readiness on http://{}", metrics.addr());
+    let mut agent = Agent {
+        node_name: node_name(&args)?,
+        args: &args,
+        rt: &rt,
+        signals,
+        health,
+        scrape,
+    };
+    let result = if args.source == "kube" {
+        agent.run_kube()
     } else {
-        run_with_file(&args, Path::new(&args.source), &rt, signals)
-    }
+        agent.run_file(Path::new(&args.source))
+    };
+    drop(metrics);
+    // Watchers, the annotation writer and health check listeners end with the runtime; a
+    // request stuck on an unreachable API server does not hold the exit.
+    rt.shutdown_timeout(Duration::from_secs(1));
+    result
 }
 
 struct Signals {
@@ -80,109 +129,321 @@ impl Signals {
     }
 }
 
-fn run_with_file(
-    args: &AgentArgs,
-    path: &Path,
-    rt: &tokio::runtime::Runtime,
-    mut signals: Signals,
-) -> anyhow::Result<()> {
-    let node_name = node_name(args)?;
-    // The watcher's task runs on this runtime (polled once block_on below drives it).
-    let _guard = rt.enter();
-    let (mut updates, _watcher) = file::watch(path).context("--source")?;
-    let first = Arc::clone(&updates.borrow_and_update());
-    let me = first.state.nodes.get(&node_name).cloned().ok_or_else(|| {
-        let names: Vec<&str> = first.state.nodes.keys().map(String::as_str).collect();
-        anyhow!(
-            "{}: no Node named {node_name:?} (this node's name, from --node-name, NODE_NAME or \
-             the hostname); the file has: {}",
-            path.display(),
-            if names.is_empty() {
-                "no Nodes".to_owned()
-            } else {
-                names.join(", ")
-            }
-        )
-    })?;
-    let pod_cidr = *me.pod_cidrs.first().ok_or_else(|| {
-        anyhow!(
-            "Node {node_name}: spec.podCIDR: not set (in {}); this node needs an IPv4 pod CIDR",
-            path.display()
-        )
-    })?;
-    let uplink = find_uplink(args, &me)?;
-    let uplink_mtu = Netlink::open()?
-        .link(LinkId::Name(uplink.clone()))
-        .with_context(|| format!("uplink {uplink}"))?
-        .mtu;
-    let mode: OverlayMode = args.overlay.into();
-    let host_mtu = match mode {
-        OverlayMode::None => uplink_mtu,
-        _ => uplink_mtu.saturating_sub(VXLAN_OVERHEAD),
-    };
-    let cores = args.cores.as_ref().map(|c| c.0.clone()).unwrap_or_default();
-    let workers = u32::try_from(cores.len().max(1)).unwrap_or(1);
+/// `/metrics` content: the engine's counters and service/conntrack gauges once the node
+/// dataplane runs (before that, only the control plane's own metrics).
+#[derive(Debug, Default)]
+struct AgentMetrics {
+    dp: Mutex<Option<Arc<NodeDataplane>>>,
+}
 
-    let mut host = host_port::HostPort::create(host_mtu, workers, pod_cidr.nth(1))
-        .with_context(|| format!("creating the host port {HOST_IF}/{ENGINE_IF}"))?;
-    let mut cfg = NodeConfig::new(&node_name, &uplink, pod_cidr);
-    cfg.host_port = Some((ENGINE_IF.to_owned(), HOST_IF.to_owned()));
-    cfg.vtep_mac = me.vtep_mac;
-    cfg.vni = args.vni;
-    cfg.vxlan_port = args.vxlan_port;
-    cfg.mode = mode;
-    cfg.engine = EngineConfig {
-        cores,
-        xdp_mode: args.xdp_mode.into(),
-        ..EngineConfig::default()
-    };
-    let dp = NodeDataplane::start(cfg)
-        .with_context(|| format!("starting the node dataplane on {uplink} and {ENGINE_IF}"))?;
-    for p in dp.engine().ports() {
-        tracing::info!(ifname = %p.ifname, ifindex = p.ifindex, mode = ?p.xdp_mode, "attached");
+impl AgentMetrics {
+    fn set(&self, dp: Option<Arc<NodeDataplane>>) {
+        *self.dp.lock().unwrap_or_else(|e| e.into_inner()) = dp;
     }
-    let local = dp.local();
-    eprintln!(
-        "kxdp agent ready: node {node_name}, uplink {uplink}, node IP {}, pod CIDR {pod_cidr}, \
-         gateway {} on {HOST_IF}, overlay {}, VtepMAC {} ({}), {} worker(s)",
-        local.ip,
-        local.gateway(),
-        args.overlay
-            .to_possible_value()
-            .map_or_else(|| format!("{mode:?}"), |v| v.get_name().to_owned()),
-        format_mac(local.vtep_mac),
-        if me.vtep_mac.is_some() {
-            "from the Node's flannel backend-data"
-        } else {
-            "derived from the node IP; other nodes need it in this Node's flannel backend-data"
-        },
-        dp.engine().stats().len()
-    );
+}
 
-    let this = ThisNode {
-        name: node_name,
-        pod_cidr,
-        vtep_mac: local.vtep_mac,
-    };
-    this.apply(&dp, &mut host, &first.state, path);
-    let stopped_by = rt.block_on(async {
-        loop {
-            tokio::select! {
-                s = signals.recv() => break s,
-                changed = updates.changed() => {
-                    if changed.is_err() {
-                        // The watcher is gone (it only stops when we do): keep running.
-                        break signals.recv().await;
-                    }
-                    let loaded = Arc::clone(&updates.borrow_and_update());
-                    this.apply(&dp, &mut host, &loaded.state, path);
+impl MetricsSource for AgentMetrics {
+    fn render(&self, out: &mut String) {
+        let dp = self.dp.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(dp) = dp {
+            crate::metrics::render_engine(dp.engine(), out);
+            crate::metrics::render_services(dp.engine(), out);
+        }
+    }
+}
+
+/// A running node dataplane with its host port.
+struct Overlay {
+    dp: NodeDataplane,
+    host: host_port::HostPort,
+    this: ThisNode,
+}
+
+/// Where the objects come from, as the controller is handed it.
+struct Feed<'a> {
+    name: String,
+    events: &'a mut mpsc::Receiver<SourceEvent>,
+    state: DesiredState,
+    synced: bool,
+    current: bool,
+}
+
+struct Agent<'a> {
+    args: &'a AgentArgs,
+    rt: &'a Runtime,
+    signals: Signals,
+    health: Arc<Health>,
+    scrape: Arc<AgentMetrics>,
+    node_name: String,
+}
+
+impl Agent<'_> {
+    fn run_file(&mut self, path: &Path) -> anyhow::Result<()> {
+        let node_name = self.node_name.clone();
+        // The watcher's task runs on this runtime (polled once block_on drives it).
+        let _guard = self.rt.enter();
+        let (mut updates, _watcher) = file::watch(path).context("--source")?;
+        let first = Arc::clone(&updates.borrow_and_update());
+        let me = first.state.nodes.get(&node_name).cloned().ok_or_else(|| {
+            let names: Vec<&str> = first.state.nodes.keys().map(String::as_str).collect();
+            anyhow!(
+                "{}: no Node named {node_name:?} (this node's name, from --node-name, NODE_NAME \
+                 or the hostname); the file has: {}",
+                path.display(),
+                if names.is_empty() {
+                    "no Nodes".to_owned()
+                } else {
+                    names.join(", ")
+                }
+            )
+        })?;
+        if me.pod_cidrs.is_empty() {
+            return Err(anyhow!(
+                "Node {node_name}: spec.podCIDR: not set (in {}); this node needs an IPv4 pod CIDR",
+                path.display()
+            ));
+        }
+        let overlay = self.start_overlay(
+            &me,
+            "other nodes need it in this Node's flannel backend-data",
+        )?;
+
+        // Each good reload replaces the whole state.
+        let (tx, mut events) = mpsc::channel(4);
+        tokio::spawn(async move {
+            while updates.changed().await.is_ok() {
+                let loaded = Arc::clone(&updates.borrow_and_update());
+                let replaced = SourceEvent::Replaced(loaded.state.clone());
+                if tx.send(replaced).await.is_err() || tx.send(SourceEvent::Synced).await.is_err() {
+                    return;
                 }
             }
-        }
-    });
-    tracing::info!("{stopped_by}: stopping");
+        });
+        self.serve(
+            overlay,
+            Feed {
+                name: path.display().to_string(),
+                events: &mut events,
+                state: first.state.clone(),
+                synced: true,
+                current: true,
+            },
+        )
+    }
 
-    log_stop(&dp.stop());
+    fn run_kube(&mut self) -> anyhow::Result<()> {
+        let bare = self.start_bare_engine()?;
+        let waited = self.rt.block_on(wait_for_cluster(
+            &mut self.signals,
+            &self.node_name,
+            &self.health,
+        ));
+        log_stop(&bare.stop());
+        let mut cluster = match waited {
+            Ok(c) => c,
+            Err(stopped_by) => {
+                tracing::info!("{stopped_by}: stopping");
+                eprintln!("kxdp agent stopped; XDP programs detached");
+                return Ok(());
+            }
+        };
+        let overlay =
+            self.start_overlay(&cluster.me, "written to the Node's flannel annotations")?;
+        let local = overlay.dp.local();
+        let annotator = self.rt.spawn(node_annotations::keep_annotated(
+            kube::Api::all(cluster.client.clone()),
+            cluster.source.nodes.clone(),
+            self.node_name.clone(),
+            node_annotations::wanted(self.args.vni, local.vtep_mac, local.ip),
+        ));
+        let result = self.serve(
+            overlay,
+            Feed {
+                name: "kube".into(),
+                events: &mut cluster.source.events,
+                state: std::mem::take(&mut cluster.state),
+                synced: true,
+                current: cluster.current,
+            },
+        );
+        annotator.abort();
+        result
+    }
+
+    /// `--source kube` before the cluster is known: the engine on the uplink with empty
+    /// tables (everything goes to the kernel), so the node keeps working.
+    fn start_bare_engine(&self) -> anyhow::Result<Engine> {
+        let uplink = match &self.args.uplink {
+            Some(u) => u.clone(),
+            None => default_route_interface()
+                .context("no --uplink given and no default route to infer it from")?,
+        };
+        let node_ip = interface_ipv4(&uplink)?;
+        let cfg = EngineConfig {
+            ports: vec![PortConfig {
+                ifname: uplink.clone(),
+                steer: SteerMode::ByDestination,
+            }],
+            cores: self
+                .args
+                .cores
+                .as_ref()
+                .map(|c| c.0.clone())
+                .unwrap_or_default(),
+            xdp_mode: self.args.xdp_mode.into(),
+            ..EngineConfig::default()
+        };
+        let tables = Arc::new(TableHandle::new(Tables::default()));
+        let engine = Engine::start(cfg, tables)
+            .with_context(|| format!("starting the engine on {uplink}"))?;
+        if let Some(ip) = node_ip {
+            // The node's own address: only the VXLAN port is ours; SSH, kubelet and the rest
+            // stay with the kernel.
+            engine.own_prefix(ip, 32, DstKind::PortsOnly)?;
+            engine.steering().add_port(17, self.args.vxlan_port)?;
+        }
+        for p in engine.ports() {
+            tracing::info!(ifname = %p.ifname, ifindex = p.ifindex, mode = ?p.xdp_mode, "attached");
+        }
+        eprintln!(
+            "kxdp agent waiting for the API server: engine on uplink {uplink} (node IP \
+             {node_ip:?}) with empty tables, {} worker(s)",
+            engine.stats().len()
+        );
+        Ok(engine)
+    }
+
+    /// Steps 3 and 4: the uplink, the host port and the node dataplane.
+    fn start_overlay(&self, me: &NodeView, derived_mac_note: &str) -> anyhow::Result<Overlay> {
+        let args = self.args;
+        let node_name = &self.node_name;
+        let pod_cidr = *me
+            .pod_cidrs
+            .first()
+            .context("the Node has no IPv4 pod CIDR")?;
+        let uplink = find_uplink(args, me)?;
+        let uplink_mtu = Netlink::open()?
+            .link(LinkId::Name(uplink.clone()))
+            .with_context(|| format!("uplink {uplink}"))?
+            .mtu;
+        let mode: OverlayMode = args.overlay.into();
+        let host_mtu = match mode {
+            OverlayMode::None => uplink_mtu,
+            _ => uplink_mtu.saturating_sub(VXLAN_OVERHEAD),
+        };
+        let cores = args.cores.as_ref().map(|c| c.0.clone()).unwrap_or_default();
+        let workers = u32::try_from(cores.len().max(1)).unwrap_or(1);
+
+        let host = host_port::HostPort::create(host_mtu, workers, pod_cidr.nth(1))
+            .with_context(|| format!("creating the host port {HOST_IF}/{ENGINE_IF}"))?;
+        let mut cfg = NodeConfig::new(node_name, &uplink, pod_cidr);
+        cfg.host_port = Some((ENGINE_IF.to_owned(), HOST_IF.to_owned()));
+        cfg.vtep_mac = me.vtep_mac;
+        cfg.vni = args.vni;
+        cfg.vxlan_port = args.vxlan_port;
+        cfg.mode = mode;
+        cfg.engine = EngineConfig {
+            cores,
+            xdp_mode: args.xdp_mode.into(),
+            ..EngineConfig::default()
+        };
+        let dp = NodeDataplane::start(cfg)
+            .with_context(|| format!("starting the node dataplane on {uplink} and {ENGINE_IF}"))?;
+        for p in dp.engine().ports() {
+            tracing::info!(ifname = %p.ifname, ifindex = p.ifindex, mode = ?p.xdp_mode, "attached");
+        }
+        let local = dp.local();
+        eprintln!(
+            "kxdp agent ready: node {node_name}, uplink {uplink}, node IP {}, pod CIDR {pod_cidr}, \
+             gateway {} on {HOST_IF}, overlay {}, VtepMAC {} ({}), {} worker(s)",
+            local.ip,
+            local.gateway(),
+            args.overlay
+                .to_possible_value()
+                .map_or_else(|| format!("{mode:?}"), |v| v.get_name().to_owned()),
+            format_mac(local.vtep_mac),
+            if me.vtep_mac.is_some() {
+                "from the Node's flannel backend-data".to_owned()
+            } else {
+                format!("derived from the node IP; {derived_mac_note}")
+            },
+            dp.engine().stats().len()
+        );
+        Ok(Overlay {
+            this: ThisNode {
+                name: node_name.clone(),
+                pod_cidr,
+                vtep_mac: local.vtep_mac,
+            },
+            dp,
+            host,
+        })
+    }
+
+    /// Steps 5 and 7, until a signal; then the clean stop.
+    fn serve(&mut self, overlay: Overlay, feed: Feed<'_>) -> anyhow::Result<()> {
+        let Overlay { dp, host, this } = overlay;
+        let dp = Arc::new(dp);
+        let (mut controller, status) = Controller::new(ControllerParts {
+            this,
+            dp: Arc::clone(&dp),
+            host,
+            vxlan_port: self.args.vxlan_port,
+            health: Arc::clone(&self.health),
+            source: feed.name,
+            state: feed.state,
+            synced: feed.synced,
+            current: feed.current,
+        });
+        let handler = NodeHandler::new(Arc::clone(&dp)).with_status(status);
+        drop(dp);
+        let api = match ApiServer::start(&self.args.api_socket, Arc::new(handler)) {
+            Ok(api) => api,
+            Err(e) => {
+                if let Err(e) = stop(controller) {
+                    tracing::warn!("{e:#}");
+                }
+                return Err(e)
+                    .with_context(|| format!("--api-socket {}", self.args.api_socket.display()));
+            }
+        };
+        self.scrape.set(Some(controller.dataplane()));
+        let events = feed.events;
+        let signals = &mut self.signals;
+        let stopped_by = self.rt.block_on(async {
+            controller::Reconcile::publish(&mut controller, tokio::time::Instant::now());
+            controller::run(&mut controller, events, COALESCE_WINDOW, signals.recv()).await
+        });
+        tracing::info!("{stopped_by}: stopping");
+        drop(api);
+        self.scrape.set(None);
+        stop(controller)
+    }
+}
+
+/// Stop the engine (once nothing else holds it), then remove the host port and its routes.
+fn stop(controller: Controller) -> anyhow::Result<()> {
+    let (dp, host) = controller.into_parts();
+    let deadline = Instant::now() + RELEASE_TIMEOUT;
+    let mut dp = dp;
+    loop {
+        match Arc::try_unwrap(dp) {
+            Ok(dp) => {
+                log_stop(&dp.stop());
+                break;
+            }
+            Err(shared) if Instant::now() < deadline => {
+                dp = shared;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(shared) => {
+                // Whoever holds it last stops it when it lets go (or the exit does).
+                tracing::warn!("the dataplane is still in use; it stops when released");
+                drop(shared);
+                break;
+            }
+        }
+    }
     host.remove()
         .with_context(|| format!("removing {HOST_IF} and its routes"))?;
     eprintln!(
@@ -191,107 +452,99 @@ fn run_with_file(
     Ok(())
 }
 
-/// What the agent started with; changes to this node's own Node need a restart.
-struct ThisNode {
-    name: String,
-    pod_cidr: Ipv4Net,
-    vtep_mac: [u8; 6],
+/// What `--source kube` waits for before it builds the overlay.
+struct Cluster {
+    client: kube::Client,
+    source: source::kube::KubeSource,
+    state: DesiredState,
+    me: NodeView,
+    current: bool,
 }
 
-impl ThisNode {
-    /// Apply a (re)loaded state: remote nodes to the engine, pod CIDR routes to the kernel.
-    fn apply(
-        &self,
-        dp: &NodeDataplane,
-        host: &mut host_port::HostPort,
-        state: &DesiredState,
-        path: &Path,
-    ) {
-        match state.nodes.get(&self.name) {
-            None => tracing::warn!(
-                "Node {} is no longer in {}: keeping the configuration it started with",
-                self.name,
-                path.display()
+/// Connect (retrying), watch, and wait until every kind is listed and this Node has a pod
+/// CIDR. `Err`: the signal that came first.
+async fn wait_for_cluster(
+    signals: &mut Signals,
+    node_name: &str,
+    health: &Health,
+) -> Result<Cluster, &'static str> {
+    let mut delay = Duration::from_millis(500);
+    let client = loop {
+        tokio::select! {
+            s = signals.recv() => return Err(s),
+            c = source::kube::client() => match c {
+                Ok(c) => break c,
+                Err(e) => {
+                    tracing::warn!("{e}; retrying in {delay:?}");
+                    health.source_problem(e.to_string());
+                }
+            },
+        }
+        tokio::select! {
+            s = signals.recv() => return Err(s),
+            () = tokio::time::sleep(delay) => delay = (delay * 2).min(Duration::from_secs(30)),
+        }
+    };
+    let mut source = source::kube::start(client.clone());
+    let mut state = DesiredState::default();
+    let (mut synced, mut current) = (false, true);
+    let mut waiting_for = String::new();
+    loop {
+        let event = tokio::select! {
+            s = signals.recv() => return Err(s),
+            e = source.events.recv() => e,
+        };
+        match event {
+            // The source task only ends when its receiver is dropped.
+            None => return Err("the API watchers stopped"),
+            Some(SourceEvent::Synced) => (synced, current) = (true, true),
+            Some(SourceEvent::Problem(why)) => {
+                current = false;
+                health.source_problem(why);
+            }
+            Some(event) => {
+                for e in source::absorb(&mut state, event).errors {
+                    tracing::error!("{e}; object skipped");
+                }
+            }
+        }
+        if !synced {
+            continue;
+        }
+        let why = match state.nodes.get(node_name) {
+            Some(me) if !me.pod_cidrs.is_empty() => {
+                return Ok(Cluster {
+                    me: me.clone(),
+                    client,
+                    source,
+                    state,
+                    current,
+                });
+            }
+            Some(_) => format!("Node {node_name} has no IPv4 spec.podCIDR yet; waiting for it"),
+            None => format!(
+                "no Node named {node_name:?} (this node's name, from --node-name, NODE_NAME or the \
+                 hostname); waiting for it"
             ),
-            Some(me) => {
-                if me.pod_cidrs.first() != Some(&self.pod_cidr) {
-                    tracing::warn!(
-                        "Node {}: spec.podCIDR changed to {:?}; restart the agent to apply it \
-                         (still using {})",
-                        self.name,
-                        me.pod_cidrs,
-                        self.pod_cidr
-                    );
-                }
-                if me.vtep_mac.is_some_and(|m| m != self.vtep_mac) {
-                    tracing::warn!(
-                        "Node {}: the VtepMAC in its backend-data changed; restart the agent to \
-                         apply it (still using {})",
-                        self.name,
-                        format_mac(self.vtep_mac)
-                    );
-                }
-            }
+        };
+        if why != waiting_for {
+            tracing::warn!("{why}");
+            waiting_for = why;
         }
-
-        let (remotes, routes) = self.remotes(state.nodes.values());
-        let summary: Vec<String> = remotes
-            .iter()
-            .map(|r| {
-                let cidrs: Vec<String> = r.pod_cidrs.iter().map(Ipv4Net::to_string).collect();
-                format!("{} ({}, {})", r.name, r.ip, cidrs.join(" "))
-            })
-            .collect();
-        tracing::info!("remote nodes: [{}]", summary.join(", "));
-        dp.set_remotes(remotes);
-        host.sync_routes(&routes);
-    }
-
-    /// The other nodes as the engine takes them, and every pod CIDR the kernel routes into
-    /// `kxdp0` (ours included).
-    fn remotes<'a>(
-        &self,
-        nodes: impl Iterator<Item = &'a NodeView>,
-    ) -> (Vec<RemoteNode>, BTreeSet<Ipv4Net>) {
-        let mut remotes = Vec::new();
-        let mut routes = BTreeSet::from([self.pod_cidr]);
-        for node in nodes.filter(|n| n.name != self.name) {
-            let Some(ip) = node.public_ip else {
-                tracing::warn!(
-                    "Node {}: no IPv4 InternalIP and no flannel public-ip: unreachable, skipped",
-                    node.name
-                );
-                continue;
-            };
-            let mut pod_cidrs = Vec::new();
-            for cidr in &node.pod_cidrs {
-                if overlaps(*cidr, self.pod_cidr) {
-                    tracing::warn!(
-                        "Node {}: pod CIDR {cidr} overlaps ours ({}): not routed",
-                        node.name,
-                        self.pod_cidr
-                    );
-                } else {
-                    pod_cidrs.push(*cidr);
-                }
-            }
-            if pod_cidrs.is_empty() {
-                continue; // nothing to route to it (yet)
-            }
-            routes.extend(pod_cidrs.iter().copied());
-            remotes.push(RemoteNode {
-                name: node.name.clone(),
-                ip,
-                pod_cidrs,
-                vtep_mac: node.vtep_mac,
-            });
-        }
-        (remotes, routes)
     }
 }
 
-fn overlaps(a: Ipv4Net, b: Ipv4Net) -> bool {
-    a.contains(b.addr()) || b.contains(a.addr())
+fn log_stop(report: &StopReport) {
+    for (i, (w, f)) in report.workers.iter().zip(&report.frames).enumerate() {
+        tracing::info!(
+            worker = i,
+            rx = w.rx_packets(),
+            tx = w.tx_packets(),
+            drops = w.total_drops(),
+            frames_leaked = f.user,
+            "worker stopped"
+        );
+    }
 }
 
 /// `--node-name` (or `NODE_NAME`, through clap), else the hostname.
@@ -328,67 +581,6 @@ fn find_uplink(args: &AgentArgs, me: &NodeView) -> anyhow::Result<String> {
     )
 }
 
-fn log_stop(report: &StopReport) {
-    for (i, (w, f)) in report.workers.iter().zip(&report.frames).enumerate() {
-        tracing::info!(
-            worker = i,
-            rx = w.rx_packets(),
-            tx = w.tx_packets(),
-            drops = w.total_drops(),
-            frames_leaked = f.user,
-            "worker stopped"
-        );
-    }
-}
-
-/// `--source kube`, until the API-server watcher exists: the engine on the uplink with empty
-/// tables (everything goes to the kernel), so the node keeps working.
-fn run_without_objects(
-    args: &AgentArgs,
-    rt: &tokio::runtime::Runtime,
-    mut signals: Signals,
-) -> anyhow::Result<()> {
-    let uplink = match &args.uplink {
-        Some(u) => u.clone(),
-        None => default_route_interface()
-            .context("no --uplink given and no default route to infer it from")?,
-    };
-    let node_ip = interface_ipv4(&uplink)?;
-    tracing::warn!(source = %args.source, "the API-server source is not built yet: running with empty tables");
-
-    let cfg = EngineConfig {
-        ports: vec![PortConfig {
-            ifname: uplink.clone(),
-            steer: SteerMode::ByDestination,
-        }],
-        cores: args.cores.as_ref().map(|c| c.0.clone()).unwrap_or_default(),
-        xdp_mode: args.xdp_mode.into(),
-        ..EngineConfig::default()
-    };
-    let tables = Arc::new(TableHandle::new(Tables::default()));
-    let engine =
-        Engine::start(cfg, tables).with_context(|| format!("starting the engine on {uplink}"))?;
-    if let Some(ip) = node_ip {
-        // The node's own address: only the VXLAN port is ours; SSH, kubelet and the rest stay
-        // with the kernel.
-        engine.own_prefix(ip, 32, DstKind::PortsOnly)?;
-        engine.steering().add_port(17, args.vxlan_port)?;
-    }
-    for p in engine.ports() {
-        tracing::info!(ifname = %p.ifname, ifindex = p.ifindex, mode = ?p.xdp_mode, "attached");
-    }
-    eprintln!(
-        "kxdp agent ready: uplink {uplink}, node IP {node_ip:?}, {} worker(s)",
-        engine.stats().len()
-    );
-
-    let stopped_by = rt.block_on(signals.recv());
-    tracing::info!("{stopped_by}: stopping");
-    log_stop(&engine.stop());
-    eprintln!("kxdp agent stopped; XDP programs detached");
-    Ok(())
-}
-
 /// The interface of the IPv4 default route, from /proc/net/route (per network namespace).
 fn default_route_interface() -> anyhow::Result<String> {
     let routes = std::fs::read_to_string("/proc/net/route")?;
@@ -408,50 +600,4 @@ fn interface_ipv4(ifname: &str) -> anyhow::Result<Option<Ipv4Addr>> {
         .filter(|a| a.interface_name == ifname)
         .filter_map(|a| a.address.and_then(|s| s.as_sockaddr_in().map(|s| s.ip())))
         .next())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn node(name: &str, ip: Option<[u8; 4]>, cidrs: &[&str]) -> NodeView {
-        NodeView {
-            name: name.into(),
-            internal_ip: ip.map(Ipv4Addr::from),
-            public_ip: ip.map(Ipv4Addr::from),
-            pod_cidrs: cidrs
-                .iter()
-                .map(|c| c.parse().unwrap_or_else(|e| panic!("{e}")))
-                .collect(),
-            vtep_mac: Some([0x0e, 0, 0, 0, 0, 1]),
-            vni: Some(1),
-            backend_type: Some("vxlan".into()),
-        }
-    }
-
-    #[test]
-    fn remotes_and_routes_from_nodes() {
-        let this = ThisNode {
-            name: "a".into(),
-            pod_cidr: "10.244.1.0/24".parse().unwrap_or_else(|e| panic!("{e}")),
-            vtep_mac: [0; 6],
-        };
-        let nodes = [
-            node("a", Some([192, 168, 77, 1]), &["10.244.1.0/24"]),
-            node("b", Some([192, 168, 77, 2]), &["10.244.2.0/24"]),
-            node("c", None, &["10.244.3.0/24"]), // unreachable
-            node("d", Some([192, 168, 77, 4]), &[]), // no pod CIDR yet
-            node(
-                "e",
-                Some([192, 168, 77, 5]),
-                &["10.244.0.0/16", "10.244.5.0/24"],
-            ), // overlaps ours
-        ];
-        let (remotes, routes) = this.remotes(nodes.iter());
-        let names: Vec<&str> = remotes.iter().map(|r| r.name.as_str()).collect();
-        assert_eq!(names, ["b", "e"]);
-        assert_eq!(remotes[1].pod_cidrs.len(), 1);
-        let routes: Vec<String> = routes.iter().map(Ipv4Net::to_string).collect();
-        assert_eq!(routes, ["10.244.1.0/24", "10.244.2.0/24", "10.244.5.0/24"]);
-    }
 }

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
@@ -85,4 +86,44 @@ pub struct AgentArgs {
     /// Local API socket for kxdp-cni and kxdp inspect.
     #[arg(long, default_value = "/run/kxdp/kxdp.sock")]
     pub api_socket: PathBuf,
+    /// While the source fails (API server unreachable), the agent keeps its last tables and
+    /// stays ready until its last good sync is older than this (`60s`, `2s`, `500ms`, or
+    /// seconds); /readyz then answers 503.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub stale_after: Duration,
+}
+
+/// `60s`, `500ms`, `2m`, or a number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (number, unit) = match s.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: f64 = number
+        .parse()
+        .map_err(|_| format!("{s:?}: expected a duration such as 60s, 500ms or 2m"))?;
+    let seconds = match unit {
+        "ms" => n / 1e3,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        other => return Err(format!("{s:?}: unknown unit {other:?} (ms, s, m, h)")),
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|e| format!("{s:?}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("60s"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("2d").is_err());
+        assert!(parse_duration("s").is_err());
+    }
 }

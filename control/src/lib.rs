@@ -12,8 +12,9 @@
 //! - [`demo`]: `kxdp demo`, a virtual cluster in network namespaces with real traffic.
 //! - [`objects`]: Kubernetes objects (Node, Service, EndpointSlice, Pod) parsed from YAML/JSON
 //!   and validated into the views the compilers read, held in a [`objects::DesiredState`].
-//! - [`source`]: where objects come from: [`source::file`](mod@source::file) (`--source FILE`, reloaded on
-//!   change); the API-server watcher will feed the same [`objects::DesiredState`].
+//! - [`source`]: where objects come from: [`source::file`](mod@source::file) (`--source FILE`,
+//!   reloaded on change) and [`source::kube`](mod@source::kube) (`--source kube`, API-server
+//!   watchers), both as [`source::SourceEvent`]s folded into an [`objects::DesiredState`].
 //! - [`overlay`]: the node model, its compiler and [`overlay::NodeDataplane`] (the engine on
 //!   the uplink, the host port and the pods).
 //! - [`netlink`]: a synchronous rtnetlink client (veth pairs, addresses, routes, neighbours)

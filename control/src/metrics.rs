@@ -265,6 +265,51 @@ pub fn render_engine(engine: &Engine, out: &mut String) {
     );
 }
 
+/// Service load balancing: frontends and backends in the tables, conntrack entries (a full
+/// scan of the table: fine at scrape rates), NAT and conntrack events summed over workers.
+pub fn render_services(engine: &Engine, out: &mut String) {
+    let tables = engine.tables().load();
+    let services = &tables.services;
+    let backends: usize = services
+        .sets()
+        .iter()
+        .map(|s| s.active().len() + s.draining().len())
+        .sum();
+    let ct = engine.conntrack();
+    let live = ct.live_entries(ct.now());
+    let mut events = kxdp_dataplane::pipeline::PipelineCounters::default();
+    for s in engine.stats() {
+        let e = &s.events;
+        events.nat_forward += e.nat_forward;
+        events.nat_reverse += e.nat_reverse;
+        events.service_rejects += e.service_rejects;
+        events.ct_inserts += e.ct_inserts;
+        events.ct_evictions += e.ct_evictions;
+        events.ct_insert_failures += e.ct_insert_failures;
+    }
+    let _ = writeln!(
+        out,
+        "# HELP kxdp_service_frontends Service frontends (address, protocol, port) in the tables.\n# TYPE kxdp_service_frontends gauge\nkxdp_service_frontends {}\n\
+         # HELP kxdp_service_backends Backends over all backend sets (active and draining).\n# TYPE kxdp_service_backends gauge\nkxdp_service_backends {backends}\n\
+         # HELP kxdp_conntrack_entries Live conntrack entries (two per translated flow).\n# TYPE kxdp_conntrack_entries gauge\nkxdp_conntrack_entries {live}\n\
+         # HELP kxdp_conntrack_capacity Conntrack entries the table holds at most.\n# TYPE kxdp_conntrack_capacity gauge\nkxdp_conntrack_capacity {}\n\
+         # HELP kxdp_conntrack_inserts_total Conntrack and affinity entries written into a free or evicted slot.\n# TYPE kxdp_conntrack_inserts_total counter\nkxdp_conntrack_inserts_total {}\n\
+         # HELP kxdp_conntrack_evictions_total Live conntrack entries evicted to make room.\n# TYPE kxdp_conntrack_evictions_total counter\nkxdp_conntrack_evictions_total {}\n\
+         # HELP kxdp_conntrack_insert_failures_total Conntrack writes given up under contention.\n# TYPE kxdp_conntrack_insert_failures_total counter\nkxdp_conntrack_insert_failures_total {}\n\
+         # HELP kxdp_service_nat_packets_total Packets translated, by direction.\n# TYPE kxdp_service_nat_packets_total counter\n\
+         kxdp_service_nat_packets_total{{direction=\"forward\"}} {}\nkxdp_service_nat_packets_total{{direction=\"reverse\"}} {}\n\
+         # HELP kxdp_service_rejects_total Packets to a frontend without endpoints, answered with a RST or ICMP unreachable.\n# TYPE kxdp_service_rejects_total counter\nkxdp_service_rejects_total {}",
+        services.len(),
+        ct.capacity(),
+        events.ct_inserts,
+        events.ct_evictions,
+        events.ct_insert_failures,
+        events.nat_forward,
+        events.nat_reverse,
+        events.service_rejects,
+    );
+}
+
 /// The control plane's own metrics.
 pub fn render_health(health: &Health, out: &mut String) {
     let _ = writeln!(

@@ -42,6 +42,30 @@ fn build(package: &str, bin: &str) -> Result<PathBuf> {
     let target_dir = profile_dir.parent().context("no target dir")?.to_path_buf();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let mut cmd = Command::new(cargo);
+    // `cargo test` runs us with the test package's facts in the environment
+    // (CARGO_MANIFEST_DIR, CARGO_PKG_*, ...); some build scripts (ring's) track those, so
+    // passing them on would make this build and the next one from a shell rebuild the TLS
+    // stack each time.
+    for (var, _) in std::env::vars_os() {
+        let Some(name) = var.to_str() else { continue };
+        if [
+            "CARGO_PKG_",
+            "CARGO_MANIFEST_",
+            "CARGO_BIN_",
+            "CARGO_CRATE_",
+        ]
+        .iter()
+        .any(|p| name.starts_with(p))
+            || [
+                "CARGO_PRIMARY_PACKAGE",
+                "CARGO_TARGET_TMPDIR",
+                "CARGO_RUSTC_CURRENT_DIR",
+            ]
+            .contains(&name)
+        {
+            cmd.env_remove(name);
+        }
+    }
     cmd.args([
         "build",
         "--quiet",

@@ -49,6 +49,11 @@ impl ObjectFile {
         &self.0
     }
 
+    /// The agent's API socket, beside the file (tests run in parallel: one socket each).
+    fn socket(&self) -> PathBuf {
+        self.0.with_extension("sock")
+    }
+
     fn write(&self, text: &str) {
         std::fs::write(&self.0, text).unwrap();
     }
@@ -146,6 +151,8 @@ impl Cluster {
                 "eth0",
                 "--xdp-mode",
                 "native",
+                "--api-socket",
+                self.file.socket().to_str().unwrap(),
             ])
             .unwrap();
         wait_for(
@@ -195,6 +202,25 @@ fn agent_builds_the_overlay_from_a_file_and_follows_it() {
         ping(&pb.netns, A_GATEWAY, 5),
         "pb -> 10.244.1.1 (kxdp0 on a) with the agent running"
     );
+
+    // The local API answers: the nodes as the engine has them, the file as the source.
+    let inspect = |what: &str| -> serde_json::Value {
+        let out = std::process::Command::new(binaries::kxdp().unwrap())
+            .args(["inspect", what, "--json", "--api-socket"])
+            .arg(c.file.socket())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let nodes = inspect("nodes");
+    assert_eq!(nodes[1]["name"], "b", "{nodes:#}");
+    let services = inspect("services");
+    assert_eq!(services["source"], c.file.path().display().to_string());
 
     // Node b leaves the file (replaced by rename): its route goes, and with it the way back.
     c.file.replace(&c.node_a());
@@ -277,6 +303,7 @@ fn agent_builds_the_overlay_from_a_file_and_follows_it() {
     assert!(!xdp_attached(&c.a.netns), "no XDP program left on eth0");
     let r = routes(&c.a.netns);
     assert!(!r.contains("10.244."), "pod routes removed: {r}");
+    assert!(!c.file.socket().exists(), "API socket removed");
 }
 
 #[test]

@@ -114,6 +114,11 @@ impl HostPort {
         }
     }
 
+    /// The routes in place now.
+    pub fn routes(&self) -> &BTreeSet<Ipv4Net> {
+        &self.routes
+    }
+
     fn route(&self, net: Ipv4Net) -> Route {
         Route::new(IpAddr::V4(net.addr()), net.len()).dev(self.ifindex)
     }

@@ -4,7 +4,9 @@ use std::sync::Arc;
 
 use kxdp_dataplane::{DropReason, Route};
 use serde_json::{Value, json};
+use tokio::sync::watch;
 
+use super::inspect_services::{self, CONNTRACK_LIMIT, ControlStatus};
 use super::protocol::{Attached, InspectWhat, NodeInfo, Request, format_mac, parse_mac};
 use super::server::ApiHandler;
 use crate::overlay::node::PodSpec;
@@ -17,11 +19,19 @@ const VXLAN_OVERHEAD: u16 = 50;
 #[derive(Debug)]
 pub struct NodeHandler {
     dp: Arc<NodeDataplane>,
+    /// What the agent's controller last published (absent when no controller runs).
+    status: Option<watch::Receiver<Arc<ControlStatus>>>,
 }
 
 impl NodeHandler {
     pub fn new(dp: Arc<NodeDataplane>) -> Self {
-        NodeHandler { dp }
+        NodeHandler { dp, status: None }
+    }
+
+    /// Also show the objects the controller compiled the service tables from.
+    pub fn with_status(mut self, status: watch::Receiver<Arc<ControlStatus>>) -> Self {
+        self.status = Some(status);
+        self
     }
 
     fn node_info(&self) -> NodeInfo {
@@ -46,8 +56,15 @@ impl NodeHandler {
             InspectWhat::Attachments => self.attachments(),
             InspectWhat::Routes => self.routes(),
             InspectWhat::Stats => self.stats(),
-            // Service load balancing lands with its own tables.
-            InspectWhat::Services | InspectWhat::Backends | InspectWhat::Conntrack => json!([]),
+            InspectWhat::Services => {
+                let t = self.dp.tables();
+                let status = self.status.as_ref().map(|s| Arc::clone(&s.borrow()));
+                inspect_services::services(t.generation, &t.services, status.as_deref())
+            }
+            InspectWhat::Backends => inspect_services::backends(&self.dp.tables().services),
+            InspectWhat::Conntrack => {
+                inspect_services::conntrack(self.dp.engine().conntrack(), CONNTRACK_LIMIT)
+            }
         }
     }
 
@@ -189,5 +206,6 @@ impl ApiHandler for NodeHandler {
 impl crate::metrics::MetricsSource for NodeHandler {
     fn render(&self, out: &mut String) {
         crate::metrics::render_engine(self.dp.engine(), out);
+        crate::metrics::render_services(self.dp.engine(), out);
     }
 }

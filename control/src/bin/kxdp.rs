@@ -28,7 +28,11 @@ fn main() -> anyhow::Result<ExitCode> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("KXDP_LOG")
-                .unwrap_or_else(|_| "info".into()),
+                // kube's client logs every failed request (each watcher retry, each probe)
+                // and every reset watch stream; the agent reports the source's health itself.
+                .unwrap_or_else(|_| {
+                    "info,kube_client=error,kube_client::client::builder=off".into()
+                }),
         )
         .with_writer(std::io::stderr)
         .init();

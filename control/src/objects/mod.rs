@@ -34,7 +34,9 @@ pub use endpoint_slice::{
     AddressType, EndpointPortView, EndpointSliceView, EndpointView, SERVICE_NAME_LABEL,
 };
 pub use error::{ObjectError, ParseError};
-pub use node::{FLANNEL_BACKEND_DATA, FLANNEL_BACKEND_TYPE, FLANNEL_PUBLIC_IP, NodeView};
+pub use node::{
+    FLANNEL_BACKEND_DATA, FLANNEL_BACKEND_TYPE, FLANNEL_PUBLIC_IP, NodeView, ZONE_LABEL,
+};
 pub use pod::PodView;
 pub use service::{
     DEFAULT_AFFINITY_TIMEOUT, LB_SOURCE_RANGES_ANNOTATION, Protocol, ServicePortView, ServiceType,

@@ -15,6 +15,8 @@ pub const FLANNEL_BACKEND_TYPE: &str = "flannel.alpha.coreos.com/backend-type";
 pub const FLANNEL_BACKEND_DATA: &str = "flannel.alpha.coreos.com/backend-data";
 /// The underlay address other nodes send VXLAN to (defaults to the InternalIP).
 pub const FLANNEL_PUBLIC_IP: &str = "flannel.alpha.coreos.com/public-ip";
+/// The node's topology zone (what `hints.forZones` of EndpointSlices name).
+pub const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
 
 /// A Node as the overlay needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +35,8 @@ pub struct NodeView {
     pub vni: Option<u32>,
     /// flannel's `backend-type` annotation.
     pub backend_type: Option<String>,
+    /// The `topology.kubernetes.io/zone` label.
+    pub zone: Option<String>,
 }
 
 impl NodeView {
@@ -96,6 +100,13 @@ impl NodeView {
             vtep_mac,
             vni,
             backend_type: annotation(FLANNEL_BACKEND_TYPE).map(str::to_owned),
+            zone: node
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(ZONE_LABEL))
+                .filter(|z| !z.is_empty())
+                .cloned(),
         })
     }
 }

@@ -86,6 +86,7 @@ status:
             vtep_mac: Some([0x0e, 0x46, 0xc0, 0xa8, 0x4d, 0x02]),
             vni: Some(1),
             backend_type: Some("vxlan".into()),
+            zone: None,
         }
     );
 }
