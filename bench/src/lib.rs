@@ -6,8 +6,9 @@
 //!   runner that measures both paths of one, and `scaling` over worker counts.
 //! - [`topology`]: the three namespaces and two veth pairs, built through rtnetlink.
 //! - [`netns`]: namespaces held by fd; running threads, commands and sysfs accesses in them.
-//! - [`vxlan`], [`offload`], [`netlink_raw`]: what `kxdp_control::netlink` does not do: vxlan
-//!   devices and FDB entries, ethtool features over generic netlink, the raw request.
+//! - [`offload`], [`netlink_raw`]: what `kxdp_control::netlink` does not do: ethtool features
+//!   over generic netlink, the raw request (vxlan devices and FDB entries come from
+//!   `kxdp_control::netlink`).
 //! - [`nft`]: the kube-proxy-style nftables ruleset of the kernel NAT baseline.
 //! - [`generator`]: generator threads inside the generator namespace, live frames or the
 //!   AF_XDP fallback ([`livegen`], [`xskgen`]).
@@ -31,5 +32,4 @@ pub mod plot;
 pub mod report;
 pub mod scenario;
 pub mod topology;
-pub mod vxlan;
 pub mod xskgen;

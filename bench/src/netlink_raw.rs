@@ -2,8 +2,7 @@
 //! plumbing is crate-private): one request, one ACK, on a socket opened in the calling
 //! thread's namespace. Messages are built with that crate's public [`MessageBuilder`].
 //!
-//! Users: [`crate::vxlan`] (RTM_NEWLINK kind "vxlan", AF_BRIDGE FDB entries) and
-//! [`crate::offload`] (ethtool over generic netlink: features, as `ethtool -K` does).
+//! User: [`crate::offload`] (ethtool over generic netlink: features, as `ethtool -K` does).
 
 use std::os::fd::{AsRawFd, OwnedFd};
 

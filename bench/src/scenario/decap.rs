@@ -23,7 +23,6 @@ use super::overlay::{
 };
 use super::{BLACKHOLE_IN_SINK, PROBE_PORT, RunOptions, Spec, base_tables};
 use crate::topology::Topology;
-use crate::vxlan as vx;
 
 /// The remote pod the load comes from.
 const REMOTE_POD_SRC: Ipv4Addr = Ipv4Addr::new(10, 244, 1, 5);
@@ -54,8 +53,8 @@ impl Spec for Decap {
             GEN_VTEP_IP,
             &[],
         )?;
-        vx::fdb_replace(&t.generator, index, NODE_VTEP_MAC, t.node_gen_if.ipv4)?;
         let mut nl = t.generator.netlink()?;
+        nl.replace_fdb_entry(index, NODE_VTEP_MAC, t.node_gen_if.ipv4)?;
         nl.replace_permanent_neighbour(index, IpAddr::V4(NODE_VTEP_IP), NODE_VTEP_MAC)?;
         nl.add_route(
             &NlRoute::new(t.sink_if.ipv4.into(), 32)

@@ -21,7 +21,7 @@ use super::frames::{VXLAN_BYTES, udp};
 use super::{BLACKHOLE_IN_SINK, OTHERHOST_MAC, PROBE_PORT, RunOptions, Spec, base_tables};
 use crate::netns::Netns;
 use crate::topology::{Iface, Topology};
-use crate::vxlan::{self, VxlanDevice};
+use kxdp_control::netlink::VxlanConfig;
 
 pub const VNI: u32 = 1;
 pub const VXLAN_PORT: u16 = 8472;
@@ -79,22 +79,19 @@ pub fn flannel_device(
     address: Ipv4Addr,
     remotes: &[RemoteNode],
 ) -> Result<u32> {
-    VxlanDevice {
-        name: name.into(),
-        vni: VNI,
-        local: uplink.ipv4,
-        link: uplink.ifindex,
-        port: VXLAN_PORT,
-        mac,
-        mtu: None,
-    }
-    .create(ns)?;
     let mut nl = ns.netlink()?;
+    nl.create_vxlan(
+        &VxlanConfig::new(name, VNI, uplink.ipv4)
+            .port(VXLAN_PORT)
+            .link(uplink.ifindex)
+            .mac(mac),
+    )
+    .with_context(|| format!("creating vxlan device {name} in {}", ns.name()))?;
     let index = nl.link(name)?.index;
     nl.add_address(index, address.into(), 32)?;
     nl.set_link_up(index)?;
     for r in remotes {
-        vxlan::fdb_replace(ns, index, r.vtep_mac, r.node_ip)?;
+        nl.replace_fdb_entry(index, r.vtep_mac, r.node_ip)?;
         nl.replace_permanent_neighbour(index, IpAddr::V4(r.pod_net), r.vtep_mac)?;
         nl.add_route(
             &NlRoute::new(r.pod_net.into(), 24)
