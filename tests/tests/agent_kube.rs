@@ -265,20 +265,17 @@ fn agent_follows_the_api_server() {
         || services(&socket) == [("default/web".to_owned(), "80/TCP".to_owned())],
     );
     let v = inspect_services(&socket).unwrap();
-    // With the service compiler in place the ClusterIP is a frontend, and the host routes it
-    // into the engine (with the compiler's skeleton there are no frontends at all).
+    // The ClusterIP is a frontend, and the host routes it into the engine.
     let frontends = v["frontends"].as_array().unwrap();
-    if !frontends.is_empty() {
-        assert!(
-            frontends
-                .iter()
-                .any(|f| f["frontend"] == "10.96.0.10:80/TCP"),
-            "{v:#}"
-        );
-        wait_for("the ClusterIP route", Duration::from_secs(10), || {
-            routes(&a.netns).contains("10.96.0.10 dev kxdp0")
-        });
-    }
+    assert!(
+        frontends
+            .iter()
+            .any(|f| f["frontend"] == "10.96.0.10:80/TCP"),
+        "{v:#}"
+    );
+    wait_for("the ClusterIP route", Duration::from_secs(10), || {
+        routes(&a.netns).contains("10.96.0.10 dev kxdp0")
+    });
     let mut web = server.get("Service", "default", "web").unwrap();
     web["spec"]["ports"][0]["port"] = 81.into();
     server.update(web).unwrap();
