@@ -10,7 +10,7 @@ use super::socket::Netlink;
 use super::wire::{IfInfoMsg, MessageBuilder, flags, kind};
 
 /// `IFLA_*` attribute types (`linux/if_link.h`).
-mod ifla {
+pub(super) mod ifla {
     pub const ADDRESS: u16 = 1;
     pub const IFNAME: u16 = 3;
     pub const MTU: u16 = 4;
@@ -61,23 +61,10 @@ impl BridgeConfig {
 
     /// The RTM_NEWLINK request.
     pub(crate) fn request(&self) -> MessageBuilder {
-        let mut m = MessageBuilder::new(kind::RTM_NEWLINK, flags::CREATE | flags::EXCL);
-        m.header(&IfInfoMsg::default().emit());
-        m.attr_str(ifla::IFNAME, &self.name);
-        if let Some(mac) = self.mac {
-            m.attr(ifla::ADDRESS, &mac);
-        }
-        if let Some(mtu) = self.mtu {
-            m.attr_u32(ifla::MTU, mtu);
-        }
-        let linkinfo = m.begin_nest(ifla::LINKINFO);
-        m.attr_str(ifla::INFO_KIND, "bridge");
-        let data = m.begin_nest(ifla::INFO_DATA);
-        m.attr_u32(ifla::BR_STP_STATE, 0);
-        m.attr(ifla::BR_MCAST_SNOOPING, &[0]);
-        m.end_nest(data);
-        m.end_nest(linkinfo);
-        m
+        new_link_request(&self.name, self.mac, self.mtu, "bridge", |m| {
+            m.attr_u32(ifla::BR_STP_STATE, 0);
+            m.attr(ifla::BR_MCAST_SNOOPING, &[0]);
+        })
     }
 }
 
@@ -124,6 +111,33 @@ impl Netlink {
         m.attr_u32(ifla::MASTER, master);
         self.execute(m, "RTM_SETLINK", &object)
     }
+}
+
+/// An RTM_NEWLINK request creating a link of `kind` (name, optional MAC and MTU), with the
+/// kind's own attributes written by `data` inside IFLA_LINKINFO / IFLA_INFO_DATA.
+pub(crate) fn new_link_request(
+    name: &str,
+    mac: Option<MacAddr>,
+    mtu: Option<u32>,
+    kind_name: &str,
+    data: impl FnOnce(&mut MessageBuilder),
+) -> MessageBuilder {
+    let mut m = MessageBuilder::new(kind::RTM_NEWLINK, flags::CREATE | flags::EXCL);
+    m.header(&IfInfoMsg::default().emit());
+    m.attr_str(ifla::IFNAME, name);
+    if let Some(mac) = mac {
+        m.attr(ifla::ADDRESS, &mac);
+    }
+    if let Some(mtu) = mtu {
+        m.attr_u32(ifla::MTU, mtu);
+    }
+    let linkinfo = m.begin_nest(ifla::LINKINFO);
+    m.attr_str(ifla::INFO_KIND, kind_name);
+    let nest = m.begin_nest(ifla::INFO_DATA);
+    data(&mut m);
+    m.end_nest(nest);
+    m.end_nest(linkinfo);
+    m
 }
 
 #[cfg(test)]

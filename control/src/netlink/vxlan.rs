@@ -12,22 +12,15 @@
 
 use std::net::Ipv4Addr;
 
-use super::bridge::check_ifname;
+use super::bridge::{check_ifname, new_link_request};
 use super::error::Result;
 use super::link::{LinkId, MacAddr};
 use super::socket::Netlink;
-use super::wire::{IfInfoMsg, MessageBuilder, NdMsg, flags, kind};
+use super::wire::{MessageBuilder, NdMsg, flags, kind};
 
-/// `IFLA_*` attribute types (`linux/if_link.h`).
+/// `IFLA_VXLAN_*` attribute types inside IFLA_INFO_DATA of a vxlan device
+/// (`linux/if_link.h`); the link attributes around them are written by `new_link_request`.
 mod ifla {
-    pub const ADDRESS: u16 = 1;
-    pub const IFNAME: u16 = 3;
-    pub const MTU: u16 = 4;
-    pub const LINKINFO: u16 = 18;
-    /// Inside IFLA_LINKINFO.
-    pub const INFO_KIND: u16 = 1;
-    pub const INFO_DATA: u16 = 2;
-    /// Inside IFLA_INFO_DATA of a vxlan device (`IFLA_VXLAN_*`).
     pub const VXLAN_ID: u16 = 1;
     pub const VXLAN_LINK: u16 = 3;
     pub const VXLAN_LOCAL: u16 = 4;
@@ -106,28 +99,15 @@ impl VxlanConfig {
 
     /// The RTM_NEWLINK request.
     pub(crate) fn request(&self) -> MessageBuilder {
-        let mut m = MessageBuilder::new(kind::RTM_NEWLINK, flags::CREATE | flags::EXCL);
-        m.header(&IfInfoMsg::default().emit());
-        m.attr_str(ifla::IFNAME, &self.name);
-        if let Some(mac) = self.mac {
-            m.attr(ifla::ADDRESS, &mac);
-        }
-        if let Some(mtu) = self.mtu {
-            m.attr_u32(ifla::MTU, mtu);
-        }
-        let linkinfo = m.begin_nest(ifla::LINKINFO);
-        m.attr_str(ifla::INFO_KIND, "vxlan");
-        let data = m.begin_nest(ifla::INFO_DATA);
-        m.attr_u32(ifla::VXLAN_ID, self.vni);
-        m.attr(ifla::VXLAN_LOCAL, &self.local.octets());
-        if let Some(link) = self.link {
-            m.attr_u32(ifla::VXLAN_LINK, link);
-        }
-        m.attr(ifla::VXLAN_PORT, &self.port.to_be_bytes());
-        m.attr(ifla::VXLAN_LEARNING, &[u8::from(self.learning)]);
-        m.end_nest(data);
-        m.end_nest(linkinfo);
-        m
+        new_link_request(&self.name, self.mac, self.mtu, "vxlan", |m| {
+            m.attr_u32(ifla::VXLAN_ID, self.vni);
+            m.attr(ifla::VXLAN_LOCAL, &self.local.octets());
+            if let Some(link) = self.link {
+                m.attr_u32(ifla::VXLAN_LINK, link);
+            }
+            m.attr(ifla::VXLAN_PORT, &self.port.to_be_bytes());
+            m.attr(ifla::VXLAN_LEARNING, &[u8::from(self.learning)]);
+        })
     }
 }
 
@@ -204,8 +184,12 @@ mod tests {
         assert_eq!(info.mac, Some([0x0e, 0x46, 192, 168, 77, 2]));
         assert_eq!(info.mtu, 1450);
 
-        let linkinfo = find(attrs_of(msg.payload), ifla::LINKINFO).unwrap();
-        let data = find(linkinfo.nested(), ifla::INFO_DATA).unwrap();
+        let linkinfo = find(
+            attrs_of(msg.payload),
+            crate::netlink::bridge::ifla::LINKINFO,
+        )
+        .unwrap();
+        let data = find(linkinfo.nested(), crate::netlink::bridge::ifla::INFO_DATA).unwrap();
         let get = |k| find(data.nested(), k).unwrap().payload;
         assert_eq!(wire::parse_u32(get(ifla::VXLAN_ID)).unwrap(), 1);
         assert_eq!(wire::parse_u32(get(ifla::VXLAN_LINK)).unwrap(), 2);
