@@ -2,8 +2,8 @@
 //! another worker than its first packet, and must find the flow there.
 //!
 //! # Layout
-//! A fixed array of buckets, each one 128-byte pair of cache lines: a sequence word and five
-//! entries of three `u64`s. A key hashes to one bucket; nothing is ever allocated after
+//! A fixed array of buckets, each three cache lines (192 bytes): a sequence word and five
+//! entries of four `u64`s. A key hashes to one bucket; nothing is ever allocated after
 //! [`Conntrack::new`].
 //!
 //! # Concurrency
@@ -20,7 +20,13 @@
 //! backend) and the reply direction (backend → client, translated back to the frontend). Each
 //! holds the address and port of the other side of the translation, so either one leads to the
 //! other. Both carry the flow's state and expiry; whichever direction refreshes them writes
-//! both. Expiry is in seconds of a coarse clock ([`Conntrack::now`], read once per batch).
+//! both.
+//!
+//! A flow with source NAT (external traffic with `externalTrafficPolicy: Cluster`, hairpin,
+//! off-cluster clients of a ClusterIP, egress masquerade) also carries the other address: the
+//! original entry the node address and port its source becomes, the reply entry the client's
+//! address and port its destination becomes again. Its reply entry is keyed by that node port,
+//! which is therefore unique per backend: [`Conntrack::insert_new`] claims it. Expiry is in seconds of a coarse clock ([`Conntrack::now`], read once per batch).
 //!
 //! When a bucket is full, an insert takes an expired entry, else evicts the one that expires
 //! first: embryonic and closing flows (short timeouts) go before established ones.
@@ -198,9 +204,13 @@ impl FlowState {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct CtEntry {
     pub dir: CtDir,
-    /// Original: the backend the destination becomes. Reply: the frontend the source becomes.
+    /// Original: the backend the destination becomes (the destination itself for a
+    /// masqueraded flow). Reply: the frontend the source becomes.
     pub nat_addr: Ipv4Addr,
     pub nat_port: u16,
+    /// Source NAT. Original: the node address and port the source becomes. Reply: the
+    /// client's address and port the destination becomes again.
+    pub snat: Option<(Ipv4Addr, u16)>,
     pub state: FlowState,
 }
 
@@ -215,14 +225,19 @@ pub enum Upsert {
     Evicted,
     /// Other writers held the bucket; nothing was written.
     Busy,
+    /// [`Conntrack::insert_new`] only: a live entry has the key; nothing was written.
+    Exists,
 }
 
 // Word 1 of an entry: sport (16) | dport (16) | nat port (16) | flags (16).
+// Word 2: nat address (32) | expiry (32). Word 3: snat address (32) | snat port (16) | flags.
 const OCCUPIED: u64 = 1;
 const UDP: u64 = 1 << 1;
 const REPLY: u64 = 1 << 2;
 const REPLIED: u64 = 1 << 3;
 const TCP_STATE_SHIFT: u32 = 4;
+/// Word 3: the entry has source NAT.
+const SNAT: u64 = 1;
 /// The bits of word 1 that are key: ports, occupied, protocol.
 const KEY_MASK: u64 = 0xffff_ffff_0000_0000 | OCCUPIED | UDP;
 
@@ -233,11 +248,12 @@ struct RawKey {
     w1: u64,
 }
 
-/// Word 1's value bits (nat port, flags) and word 2 (nat address | expiry).
+/// Word 1's value bits (nat port, flags), word 2 (nat address | expiry) and word 3 (snat).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct RawValue {
     w1: u64,
     w2: u64,
+    w3: u64,
 }
 
 impl RawValue {
@@ -258,6 +274,9 @@ impl RawValue {
                 | if e.state.replied { REPLIED } else { 0 }
                 | (tcp << TCP_STATE_SHIFT),
             w2: (u64::from(e.nat_addr.to_bits()) << 32) | u64::from(e.state.expires),
+            w3: e.snat.map_or(0, |(a, p)| {
+                (u64::from(a.to_bits()) << 32) | (u64::from(p) << 16) | SNAT
+            }),
         }
     }
 
@@ -271,6 +290,12 @@ impl RawValue {
             },
             nat_addr: Ipv4Addr::from_bits((self.w2 >> 32) as u32),
             nat_port: (self.w1 >> 16) as u16,
+            snat: (self.w3 & SNAT != 0).then(|| {
+                (
+                    Ipv4Addr::from_bits((self.w3 >> 32) as u32),
+                    (self.w3 >> 16) as u16,
+                )
+            }),
             state: FlowState {
                 replied: self.w1 & REPLIED != 0,
                 tcp: match (self.w1 >> TCP_STATE_SHIFT) & 3 {
@@ -289,7 +314,7 @@ impl RawValue {
 struct Bucket {
     /// Even: stable. Odd: a writer is in.
     seq: AtomicU64,
-    slots: [[AtomicU64; 3]; WAYS],
+    slots: [[AtomicU64; 4]; WAYS],
 }
 
 /// The fixed-size seqlocked hash table under both the flows and the affinity entries.
@@ -331,10 +356,10 @@ impl FlowTable {
                     let w0 = slot[0].load(Ordering::Relaxed);
                     let w1 = slot[1].load(Ordering::Relaxed);
                     if w0 == k.w0 && w1 & KEY_MASK == k.w1 {
-                        let w2 = slot[2].load(Ordering::Relaxed);
                         found = Some(RawValue {
                             w1: w1 & !KEY_MASK,
-                            w2,
+                            w2: slot[2].load(Ordering::Relaxed),
+                            w3: slot[3].load(Ordering::Relaxed),
                         });
                         break;
                     }
@@ -350,9 +375,9 @@ impl FlowTable {
         None
     }
 
-    /// Insert or replace the value under `k`.
+    /// Insert or replace the value under `k`; with `only_new`, leave a live one as it is.
     #[inline]
-    fn upsert(&self, k: &RawKey, v: RawValue, now: u32) -> Upsert {
+    fn upsert(&self, k: &RawKey, v: RawValue, now: u32, only_new: bool) -> Upsert {
         let b = self.bucket(k);
         let Some(s) = lock(b) else {
             return Upsert::Busy;
@@ -363,11 +388,15 @@ impl FlowTable {
         for (i, slot) in b.slots.iter().enumerate() {
             let w0 = slot[0].load(Ordering::Relaxed);
             let w1 = slot[1].load(Ordering::Relaxed);
+            let expires = slot[2].load(Ordering::Relaxed) as u32;
             if w0 == k.w0 && w1 & KEY_MASK == k.w1 {
+                if only_new && expires > now {
+                    b.seq.store(s, Ordering::Release);
+                    return Upsert::Exists;
+                }
                 target = Some((i, Upsert::Updated));
                 break;
             }
-            let expires = slot[2].load(Ordering::Relaxed) as u32;
             if w1 & OCCUPIED == 0 || expires <= now {
                 free.get_or_insert(i);
             } else if oldest.is_none_or(|(_, e)| expires < e) {
@@ -384,6 +413,7 @@ impl FlowTable {
         slot[0].store(k.w0, Ordering::Relaxed);
         slot[1].store(k.w1 | v.w1, Ordering::Relaxed);
         slot[2].store(v.w2, Ordering::Relaxed);
+        slot[3].store(v.w3, Ordering::Relaxed);
         b.seq.store(s + 2, Ordering::Release);
         outcome
     }
@@ -391,7 +421,7 @@ impl FlowTable {
     /// Calls `f` on every live entry (slow path: inspection, metrics).
     fn for_each_live(&self, now: u32, mut f: impl FnMut(RawKey, RawValue)) {
         for b in self.buckets.iter() {
-            let mut copy = [(0u64, 0u64, 0u64); WAYS];
+            let mut copy = [(0u64, 0u64, 0u64, 0u64); WAYS];
             let mut stable = false;
             for _ in 0..READ_TRIES {
                 let s1 = b.seq.load(Ordering::Acquire);
@@ -401,6 +431,7 @@ impl FlowTable {
                             slot[0].load(Ordering::Relaxed),
                             slot[1].load(Ordering::Relaxed),
                             slot[2].load(Ordering::Relaxed),
+                            slot[3].load(Ordering::Relaxed),
                         );
                     }
                     fence(Ordering::Acquire);
@@ -414,10 +445,11 @@ impl FlowTable {
             if !stable {
                 continue;
             }
-            for (w0, w1, w2) in copy {
+            for (w0, w1, w2, w3) in copy {
                 let v = RawValue {
                     w1: w1 & !KEY_MASK,
                     w2,
+                    w3,
                 };
                 if w1 & OCCUPIED != 0 && v.expires() > now {
                     f(
@@ -501,7 +533,15 @@ impl Conntrack {
     #[inline]
     pub fn upsert(&self, key: &FlowKey, entry: &CtEntry, now: u32) -> Upsert {
         self.flows
-            .upsert(&key.raw(), RawValue::from_entry(entry), now)
+            .upsert(&key.raw(), RawValue::from_entry(entry), now, false)
+    }
+
+    /// Insert the entry for `key` unless a live one is there ([`Upsert::Exists`]): how a
+    /// source NAT port is claimed, atomically among workers.
+    #[inline]
+    pub fn insert_new(&self, key: &FlowKey, entry: &CtEntry, now: u32) -> Upsert {
+        self.flows
+            .upsert(&key.raw(), RawValue::from_entry(entry), now, true)
     }
 
     /// The backend `client`'s flows to `frontend` went to, while the affinity lasts.
@@ -532,6 +572,7 @@ impl Conntrack {
             dir: CtDir::Original,
             nat_addr: backend.addr,
             nat_port: backend.port,
+            snat: None,
             state: FlowState {
                 replied: false,
                 tcp: TcpState::SynSent,
@@ -542,6 +583,7 @@ impl Conntrack {
             &affinity_key(client, frontend),
             RawValue::from_entry(&entry),
             now,
+            false,
         )
     }
 
@@ -594,6 +636,7 @@ mod tests {
             dir: CtDir::Original,
             nat_addr: Ipv4Addr::new(10, 244, 1, 2),
             nat_port: 8080,
+            snat: None,
             state: FlowState {
                 replied: true,
                 tcp: TcpState::Established,
@@ -608,6 +651,7 @@ mod tests {
             dir: CtDir::Reply,
             nat_addr: Ipv4Addr::new(1, 2, 3, 4),
             nat_port: 65535,
+            snat: Some((Ipv4Addr::new(192, 168, 0, 1), 65535)),
             state: FlowState {
                 replied: true,
                 tcp: TcpState::Closing,
@@ -615,6 +659,13 @@ mod tests {
             },
         };
         assert_eq!(RawValue::from_entry(&e).entry(), e);
+        let plain = CtEntry { snat: None, ..e };
+        assert_eq!(RawValue::from_entry(&plain).entry(), plain);
+        let zero = CtEntry {
+            snat: Some((Ipv4Addr::UNSPECIFIED, 0)),
+            ..e
+        };
+        assert_eq!(RawValue::from_entry(&zero).entry(), zero);
         let k = FlowKey {
             proto: L4Proto::Udp,
             ..key(7)
@@ -638,6 +689,18 @@ mod tests {
         assert_eq!(ct.live_entries(20), 0);
         assert_eq!(ct.live_entries(19), 1);
         assert_eq!(ct.upsert(&key(2), &entry(30), 20), Upsert::Inserted);
+    }
+
+    #[test]
+    fn insert_new_claims_a_key_once() {
+        let ct = Conntrack::new(100, 10);
+        let k = key(3);
+        assert_eq!(ct.insert_new(&k, &entry(10), 0), Upsert::Inserted);
+        assert_eq!(ct.insert_new(&k, &entry(50), 5), Upsert::Exists);
+        assert_eq!(ct.lookup(&k, 5), Some(entry(10)), "left as it was");
+        // Expired: free to claim again.
+        assert_eq!(ct.insert_new(&k, &entry(50), 10), Upsert::Updated);
+        assert_eq!(ct.lookup(&k, 11), Some(entry(50)));
     }
 
     #[test]

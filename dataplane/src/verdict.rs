@@ -104,6 +104,9 @@ drop_reasons! {
     ServiceNoEndpoints = "service_no_endpoints",
     /// To a LoadBalancer frontend from outside its `loadBalancerSourceRanges`.
     SourceRangeDenied = "source_range_denied",
+    /// A flow needing source NAT found no free node port for its backend (every port of the
+    /// range tried was taken by a live flow).
+    SnatPortsExhausted = "snat_ports_exhausted",
 }
 
 #[cfg(test)]

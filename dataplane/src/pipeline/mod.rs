@@ -266,6 +266,10 @@ pub struct PipelineCounters {
     pub nat_icmp: u64,
     /// Flows moved to another backend because theirs left the service.
     pub nat_backend_moved: u64,
+    /// Packets whose source was translated to the node (service source NAT and masquerade).
+    pub nat_snat: u64,
+    /// Of those, packets of pods leaving the cluster network (egress masquerade).
+    pub nat_masquerade: u64,
     /// Packets to a frontend without endpoints answered with a TCP RST or an ICMP port
     /// unreachable.
     pub service_rejects: u64,
@@ -280,7 +284,7 @@ pub struct PipelineCounters {
 
 impl PipelineCounters {
     /// Number of counters.
-    pub const COUNT: usize = 13;
+    pub const COUNT: usize = 15;
 
     /// The counters in field order.
     pub fn to_array(&self) -> [u64; Self::COUNT] {
@@ -294,6 +298,8 @@ impl PipelineCounters {
             self.nat_reverse,
             self.nat_icmp,
             self.nat_backend_moved,
+            self.nat_snat,
+            self.nat_masquerade,
             self.service_rejects,
             self.ct_inserts,
             self.ct_evictions,
@@ -313,6 +319,8 @@ impl PipelineCounters {
             nat_reverse,
             nat_icmp,
             nat_backend_moved,
+            nat_snat,
+            nat_masquerade,
             service_rejects,
             ct_inserts,
             ct_evictions,
@@ -328,6 +336,8 @@ impl PipelineCounters {
             nat_reverse,
             nat_icmp,
             nat_backend_moved,
+            nat_snat,
+            nat_masquerade,
             service_rejects,
             ct_inserts,
             ct_evictions,

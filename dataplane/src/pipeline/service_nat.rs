@@ -35,7 +35,8 @@ use crate::conntrack::{AFFINITY_DEFAULT_TIMEOUT, Conntrack};
 use crate::conntrack::{CtDir, CtEntry, FlowKey, FlowState, Upsert};
 use crate::tables::maglev::flow_hash;
 use crate::tables::{
-    Backend, BackendSet, Frontend, FrontendKey, L4Proto, Services, SessionAffinity, Tables,
+    Backend, BackendSet, Frontend, FrontendKey, FrontendKind, L4Proto, Services, SessionAffinity,
+    SourceNat, Tables,
 };
 use crate::verdict::{DropReason, Verdict};
 use crate::wire::checksum::{udp_nonzero, update16, update32};
@@ -56,7 +57,8 @@ pub struct ServiceNat {
 
 /// What the forward path decided for a packet to a frontend.
 enum Decision {
-    Nat(Backend),
+    /// To this backend; the source becomes the node address and port if set.
+    Nat(Backend, Option<(Ipv4Addr, u16)>),
     /// No active backend: reject or drop, as the frontend says.
     NoEndpoints {
         reject: bool,
@@ -190,8 +192,12 @@ impl ServiceNat {
             && let Some(fe) = services.frontend(fe_key)
         {
             match self.forward(services, fe, fe_key, &key, flags, now, c) {
-                Decision::Nat(b) => {
+                Decision::Nat(b, snat) => {
                     rewrite(&mut ip, proto, Side::Dst, b.addr, b.port);
+                    if let Some((addr, port)) = snat {
+                        rewrite(&mut ip, proto, Side::Src, addr, port);
+                        c.nat_snat += 1;
+                    }
                     c.nat_forward += 1;
                 }
                 Decision::Drop(r) => m.next = Next::Done(Verdict::Drop(r)),
@@ -208,17 +214,44 @@ impl ServiceNat {
             }
             return;
         }
-        if services.may_be_backend(key.src, key.sport)
+        let snat = services.source_nat();
+        // A reply to a source-translated flow comes to one of the node's ports; a reply to a
+        // flow translated only on its destination comes from a backend.
+        let to_node_port = snat.is_some_and(|s| key.dst == s.addr && s.has_port(key.dport));
+        if (to_node_port || services.may_be_backend(key.src, key.sport))
             && let Some(e) = self.ct.lookup(&key, now)
             && e.dir == CtDir::Reply
         {
-            rewrite(&mut ip, proto, Side::Src, e.nat_addr, e.nat_port);
+            if (e.nat_addr, e.nat_port) != (key.src, key.sport) {
+                rewrite(&mut ip, proto, Side::Src, e.nat_addr, e.nat_port);
+            }
+            if let Some((addr, port)) = e.snat {
+                rewrite(&mut ip, proto, Side::Dst, addr, port);
+            }
             c.nat_reverse += 1;
             self.refresh_from_reply(&key, &e, flags, now, c);
+            return;
+        }
+        if let Some(s) = snat
+            && s.masquerade
+            && !to_node_port
+            && key.dst != s.addr
+            && s.in_cluster(key.src)
+            && !s.in_cluster(key.dst)
+        {
+            match self.masquerade(s, &key, flags, now, c) {
+                Some((addr, port)) => {
+                    rewrite(&mut ip, proto, Side::Src, addr, port);
+                    c.nat_snat += 1;
+                    c.nat_masquerade += 1;
+                }
+                None => m.next = Next::Done(Verdict::Drop(DropReason::SnatPortsExhausted)),
+            }
         }
     }
 
-    /// The backend for a packet to `fe`, recording the flow.
+    /// The backend for a packet to `fe`, and the node address and port its source becomes if
+    /// the flow is source-translated; records the flow.
     #[inline]
     #[allow(clippy::too_many_arguments)]
     fn forward(
@@ -245,25 +278,117 @@ impl ServiceNat {
             .ct
             .lookup(key, now)
             .filter(|e| e.dir == CtDir::Original);
-        let (backend, prev) = match existing {
-            Some(e) if set.contains(backend_of(&e)) => (backend_of(&e), Some(e.state)),
-            other => {
-                if other.is_some() {
-                    // Its backend left the set: the flow moves now, not when the entry expires.
-                    c.nat_backend_moved += 1;
-                }
-                match self.pick(set, fe, fe_key, key, now, c) {
-                    Some(b) => (b, None),
-                    None => return no_endpoints,
+        if let Some(e) = existing
+            && set.contains(backend_of(&e))
+        {
+            let backend = backend_of(&e);
+            let mut state = FlowState::advance(Some(e.state), key.proto, CtDir::Original, flags);
+            if state.needs_store(&e.state, key.proto, now) {
+                state.expires = now.saturating_add(state.timeout(key.proto));
+                self.store_pair(key, backend, e.snat, state, now, c);
+            }
+            return Decision::Nat(backend, e.snat);
+        }
+        if existing.is_some() {
+            // Its backend left the set: the flow moves now, not when the entry expires.
+            c.nat_backend_moved += 1;
+        }
+        let Some(backend) = self.pick(set, fe, fe_key, key, now, c) else {
+            return no_endpoints;
+        };
+        let mut state = FlowState::advance(None, key.proto, CtDir::Original, flags);
+        state.expires = now.saturating_add(state.timeout(key.proto));
+        let snat = match services.source_nat() {
+            Some(s) if needs_snat(s, fe, key, backend) => {
+                match self.claim_port(s, key, backend, state, now, c) {
+                    Some(port) => Some((s.addr, port)),
+                    None => return Decision::Drop(DropReason::SnatPortsExhausted),
                 }
             }
+            _ => None,
         };
-        let mut state = FlowState::advance(prev, key.proto, CtDir::Original, flags);
-        if prev.is_none_or(|p| state.needs_store(&p, key.proto, now)) {
-            state.expires = now.saturating_add(state.timeout(key.proto));
-            self.store_pair(key, backend, state, now, c);
+        self.store_pair(key, backend, snat, state, now, c);
+        Decision::Nat(backend, snat)
+    }
+
+    /// The node address and port a pod's packet to `key.dst`, outside the cluster network,
+    /// leaves with: its flow's, or a new one.
+    #[inline]
+    fn masquerade(
+        &self,
+        s: &SourceNat,
+        key: &FlowKey,
+        flags: TcpFlags,
+        now: u32,
+        c: &mut PipelineCounters,
+    ) -> Option<(Ipv4Addr, u16)> {
+        // No destination translation: the "backend" is the destination itself.
+        let dst = Backend {
+            addr: key.dst,
+            port: key.dport,
+        };
+        let existing = self
+            .ct
+            .lookup(key, now)
+            .filter(|e| e.dir == CtDir::Original && backend_of(e) == dst);
+        if let Some(e) = existing
+            && let Some(snat) = e.snat
+        {
+            let mut state = FlowState::advance(Some(e.state), key.proto, CtDir::Original, flags);
+            if state.needs_store(&e.state, key.proto, now) {
+                state.expires = now.saturating_add(state.timeout(key.proto));
+                self.store_pair(key, dst, Some(snat), state, now, c);
+            }
+            return Some(snat);
         }
-        Decision::Nat(backend)
+        let mut state = FlowState::advance(None, key.proto, CtDir::Original, flags);
+        state.expires = now.saturating_add(state.timeout(key.proto));
+        let port = self.claim_port(s, key, dst, state, now, c)?;
+        self.store_pair(key, dst, Some((s.addr, port)), state, now, c);
+        Some((s.addr, port))
+    }
+
+    /// Claims a node port for the new flow `key` (client → frontend) going to `backend`: the
+    /// first of a few ports, starting at the flow's hash, whose reply entry (backend → node
+    /// port) no live flow holds. Writes that reply entry; `None` if every port tried was taken.
+    #[inline]
+    fn claim_port(
+        &self,
+        s: &SourceNat,
+        key: &FlowKey,
+        backend: Backend,
+        state: FlowState,
+        now: u32,
+        c: &mut PipelineCounters,
+    ) -> Option<u16> {
+        let span = s.port_count();
+        if span == 0 {
+            return None;
+        }
+        let hash = flow_hash(
+            key.src,
+            key.dst,
+            key.sport,
+            key.dport,
+            key.proto.ip_protocol().0,
+        );
+        // An odd stride visits many distinct ports of any range in SNAT_TRIES steps.
+        let start = (hash % u64::from(span)) as u32;
+        let stride = ((hash >> 32) as u32 | 1) % span.max(1);
+        for i in 0..SNAT_TRIES {
+            let offset = (start + i * stride.max(1)) % span;
+            // Fits: offset < span ≤ 65536 - first.
+            let port = s.ports.0.wrapping_add(offset as u16);
+            let (_, reply_key, reply) = flow_entries(key, backend, Some((s.addr, port)), state);
+            match self.ct.insert_new(&reply_key, &reply, now) {
+                Upsert::Exists | Upsert::Busy => continue,
+                outcome => {
+                    count(outcome, c);
+                    return Some(port);
+                }
+            }
+        }
+        None
     }
 
     /// A backend for a new flow: the client's affinity, else Maglev.
@@ -302,35 +427,19 @@ impl ServiceNat {
         Some(b)
     }
 
-    /// Write both entries of the flow `key` (client → frontend) going to `backend`.
+    /// Write both entries of the flow `key` (client → frontend) going to `backend`, with
+    /// `snat` the node address and port its source becomes.
     #[inline]
     fn store_pair(
         &self,
         key: &FlowKey,
         backend: Backend,
+        snat: Option<(Ipv4Addr, u16)>,
         state: FlowState,
         now: u32,
         c: &mut PipelineCounters,
     ) {
-        let original = CtEntry {
-            dir: CtDir::Original,
-            nat_addr: backend.addr,
-            nat_port: backend.port,
-            state,
-        };
-        let reply_key = FlowKey {
-            src: backend.addr,
-            dst: key.src,
-            sport: backend.port,
-            dport: key.sport,
-            proto: key.proto,
-        };
-        let reply = CtEntry {
-            dir: CtDir::Reply,
-            nat_addr: key.dst,
-            nat_port: key.dport,
-            state,
-        };
+        let (original, reply_key, reply) = flow_entries(key, backend, snat, state);
         count(self.ct.upsert(key, &original, now), c);
         count(self.ct.upsert(&reply_key, &reply, now), c);
     }
@@ -352,10 +461,11 @@ impl ServiceNat {
             return;
         }
         state.expires = now.saturating_add(state.timeout(key.proto));
+        let (client, client_port) = e.snat.unwrap_or((key.dst, key.dport));
         let original_key = FlowKey {
-            src: key.dst,
+            src: client,
             dst: e.nat_addr,
-            sport: key.dport,
+            sport: client_port,
             dport: e.nat_port,
             proto: key.proto,
         };
@@ -363,13 +473,68 @@ impl ServiceNat {
             addr: key.src,
             port: key.sport,
         };
+        let snat = e.snat.map(|_| (key.dst, key.dport));
         let current = self.ct.lookup(&original_key, now);
-        if current.is_none_or(|o| o.dir == CtDir::Original && backend_of(&o) == backend) {
-            self.store_pair(&original_key, backend, state, now, c);
+        if current
+            .is_none_or(|o| o.dir == CtDir::Original && backend_of(&o) == backend && o.snat == snat)
+        {
+            self.store_pair(&original_key, backend, snat, state, now, c);
         } else {
             count(self.ct.upsert(key, &CtEntry { state, ..*e }, now), c);
         }
     }
+}
+
+/// Source NAT attempts for a new flow before it is dropped as `snat_ports_exhausted`.
+const SNAT_TRIES: u32 = 16;
+
+/// Whether a new flow from `key.src` through `fe` to `backend` gets its source translated
+/// (kube-proxy's masquerade marks, see [`SourceNat`]).
+#[inline]
+fn needs_snat(s: &SourceNat, fe: &Frontend, key: &FlowKey, backend: Backend) -> bool {
+    if key.src == backend.addr {
+        return true;
+    }
+    match fe.kind {
+        FrontendKind::ClusterIp => !s.in_cluster(key.src),
+        FrontendKind::NodePort | FrontendKind::LoadBalancer | FrontendKind::ExternalIp => {
+            !fe.external_local
+        }
+    }
+}
+
+/// The two entries of the flow `key` (client → frontend) going to `backend`, with `snat` the
+/// node address and port its source becomes: (original entry, reply key, reply entry).
+#[inline]
+fn flow_entries(
+    key: &FlowKey,
+    backend: Backend,
+    snat: Option<(Ipv4Addr, u16)>,
+    state: FlowState,
+) -> (CtEntry, FlowKey, CtEntry) {
+    let original = CtEntry {
+        dir: CtDir::Original,
+        nat_addr: backend.addr,
+        nat_port: backend.port,
+        snat,
+        state,
+    };
+    let (to, to_port) = snat.unwrap_or((key.src, key.sport));
+    let reply_key = FlowKey {
+        src: backend.addr,
+        dst: to,
+        sport: backend.port,
+        dport: to_port,
+        proto: key.proto,
+    };
+    let reply = CtEntry {
+        dir: CtDir::Reply,
+        nat_addr: key.dst,
+        nat_port: key.dport,
+        snat: snat.map(|_| (key.src, key.sport)),
+        state,
+    };
+    (original, reply_key, reply)
 }
 
 #[inline]
@@ -383,7 +548,7 @@ fn backend_of(e: &CtEntry) -> Backend {
 #[inline]
 fn count(outcome: Upsert, c: &mut PipelineCounters) {
     match outcome {
-        Upsert::Updated => {}
+        Upsert::Updated | Upsert::Exists => {}
         Upsert::Inserted => c.ct_inserts += 1,
         Upsert::Evicted => {
             c.ct_inserts += 1;
@@ -454,14 +619,16 @@ fn put32(b: &mut [u8], at: usize, v: u32) {
 }
 
 /// If `ip` is an ICMP error quoting a packet of a translated flow, translate it (RFC 5508 §5,
-/// what Linux's `nf_nat_icmp_reply_translation` does):
+/// what Linux's `nf_nat_icmp_reply_translation` does): the quoted packet is what the engine
+/// sent after translating some packet P; it becomes P again (both addresses and ports, as
+/// far as the flow translated them), the outer destination (P's translated source, which the
+/// error was sent to) becomes P's source, and an outer source equal to P's translated
+/// destination (the error came from the peer itself) becomes P's destination.
 ///
-/// - the quoted packet went client → backend (we translated it): the quoted destination
-///   becomes the frontend again, and so does the outer source if the backend itself sent the
-///   error;
-/// - the quoted packet went frontend → client (a reply we translated back): the quoted source
-///   becomes the backend, and so does the outer destination (the error was sent to the
-///   frontend).
+/// Examples: a backend's port unreachable about a client's translated packet reaches the
+/// client from the frontend, quoting client → frontend; a router's frag-needed about a
+/// reply we sent to a client (frontend → client) reaches the backend, quoting backend →
+/// client (or backend → node port when the flow was source-translated).
 ///
 /// Returns whether it translated. The ICMP checksum, the quoted IPv4 checksum and the quoted L4
 /// checksum (if quoted) are patched incrementally; every field changed sits at an even offset
@@ -482,7 +649,7 @@ pub fn translate_icmp_error(ct: &Conntrack, ip: &mut Ipv4Packet<&mut [u8]>, now:
         return false;
     }
     let q = ICMPV4_HEADER_LEN;
-    let (proto, qkey, l4) = {
+    let (proto, sent, l4) = {
         let Some(Ok(quoted)) = icmp.get(q..).map(Ipv4Packet::new_checked_truncated) else {
             return false;
         };
@@ -506,58 +673,92 @@ pub fn translate_icmp_error(ct: &Conntrack, ip: &mut Ipv4Packet<&mut [u8]>, now:
         };
         (proto, key, l4)
     };
-    // The entry that a reply to the quoted packet would hit says what was done to it.
-    let Some(e) = ct.lookup(&qkey.reversed(), now) else {
+    // The entry that an answer to the quoted packet would hit says what was done to P: its
+    // translation of that answer, reversed, is P.
+    let answer = sent.reversed();
+    let Some(e) = ct.lookup(&answer, now) else {
         return false;
     };
-    let (addr_at, port_at, old_addr) = match e.dir {
-        CtDir::Reply => (q + 16, l4 + 2, qkey.dst),
-        CtDir::Original => (q + 12, l4, qkey.src),
-    };
-    let (old_a, new_a) = (old_addr.to_bits(), e.nat_addr.to_bits());
-    let (Some(mut csum), Some(old_qcsum), Some(old_port), Some(_)) = (
-        get16(icmp, 2),
-        get16(icmp, q + 10),
-        get16(icmp, port_at),
-        get32(icmp, addr_at),
-    ) else {
+    let original = apply(&e, &answer).reversed();
+    if original == sent {
         return false;
-    };
-    let new_port = e.nat_port;
-    // The quoted IPv4 header: address and header checksum.
-    let new_qcsum = update32(old_qcsum, old_a, new_a);
-    put32(icmp, addr_at, new_a);
-    put16(icmp, q + 10, new_qcsum);
-    csum = update16(update32(csum, old_a, new_a), old_qcsum, new_qcsum);
-    // The quoted port, and the quoted L4 checksum when the quote reaches it.
-    put16(icmp, port_at, new_port);
-    csum = update16(csum, old_port, new_port);
+    }
     let l4_csum_at = l4
         + match proto {
             L4Proto::Tcp => 16,
             L4Proto::Udp => 6,
         };
-    if let Some(old_l4) = get16(icmp, l4_csum_at)
-        && !(proto == L4Proto::Udp && old_l4 == 0)
-    {
-        let mut new_l4 = update16(update32(old_l4, old_a, new_a), old_port, new_port);
-        if proto == L4Proto::Udp {
-            new_l4 = udp_nonzero(new_l4);
+    let (Some(mut csum), Some(old_qcsum)) = (get16(icmp, 2), get16(icmp, q + 10)) else {
+        return false;
+    };
+    // The quoted L4 checksum, when the quote reaches it (a UDP checksum of 0 stays 0).
+    let old_l4 = get16(icmp, l4_csum_at).filter(|&v| !(proto == L4Proto::Udp && v == 0));
+    let (mut qcsum, mut l4csum) = (old_qcsum, old_l4);
+    for (addr_at, port_at, old, new) in [
+        (
+            q + 12,
+            l4,
+            (sent.src, sent.sport),
+            (original.src, original.sport),
+        ),
+        (
+            q + 16,
+            l4 + 2,
+            (sent.dst, sent.dport),
+            (original.dst, original.dport),
+        ),
+    ] {
+        if old == new {
+            continue;
         }
-        put16(icmp, l4_csum_at, new_l4);
-        csum = update16(csum, old_l4, new_l4);
+        let (old_a, new_a) = (old.0.to_bits(), new.0.to_bits());
+        if get32(icmp, addr_at).is_none() || get16(icmp, port_at).is_none() {
+            return false;
+        }
+        put32(icmp, addr_at, new_a);
+        put16(icmp, port_at, new.1);
+        csum = update16(update32(csum, old_a, new_a), old.1, new.1);
+        qcsum = update32(qcsum, old_a, new_a);
+        l4csum = l4csum.map(|v| update16(update32(v, old_a, new_a), old.1, new.1));
+    }
+    put16(icmp, q + 10, qcsum);
+    csum = update16(csum, old_qcsum, qcsum);
+    if let (Some(old), Some(mut new)) = (old_l4, l4csum) {
+        if proto == L4Proto::Udp {
+            new = udp_nonzero(new);
+        }
+        put16(icmp, l4_csum_at, new);
+        csum = update16(csum, old, new);
     }
     put16(icmp, 2, csum);
-    match e.dir {
-        CtDir::Reply if outer_src == old_addr => {
-            ip.rewrite_src_addr(e.nat_addr);
-        }
-        CtDir::Original if outer_dst == old_addr => {
-            ip.rewrite_dst_addr(e.nat_addr);
-        }
-        _ => {}
+    if outer_dst == sent.src && original.src != sent.src {
+        ip.rewrite_dst_addr(original.src);
+    }
+    if outer_src == sent.dst && original.dst != sent.dst {
+        ip.rewrite_src_addr(original.dst);
     }
     true
+}
+
+/// What the flow entry `e` does to a packet with tuple `key` (the entry's own key).
+#[inline]
+fn apply(e: &CtEntry, key: &FlowKey) -> FlowKey {
+    let mut out = *key;
+    match e.dir {
+        CtDir::Original => {
+            (out.dst, out.dport) = (e.nat_addr, e.nat_port);
+            if let Some((a, p)) = e.snat {
+                (out.src, out.sport) = (a, p);
+            }
+        }
+        CtDir::Reply => {
+            (out.src, out.sport) = (e.nat_addr, e.nat_port);
+            if let Some((a, p)) = e.snat {
+                (out.dst, out.dport) = (a, p);
+            }
+        }
+    }
+    out
 }
 
 /// Turns a TCP segment to a frontend without endpoints into the RST that refuses it

@@ -22,7 +22,7 @@ use arc_swap::{ArcSwap, Guard};
 pub use lpm::Lpm4;
 pub use services::{
     Backend, BackendSet, BackendSetId, Frontend, FrontendKey, FrontendKind, L4Proto, Services,
-    ServicesBuilder, ServicesError, SessionAffinity,
+    ServicesBuilder, ServicesError, SessionAffinity, SourceNat,
 };
 pub use tunnel::{TunnelId, TunnelSpec, VXLAN_ENCAP_LEN, VXLAN_OVERHEAD, VxlanTunnel};
 

@@ -323,12 +323,66 @@ fn backend_tag(addr: Ipv4Addr, port: u16) -> u64 {
     TAG_BACKEND | (u64::from(addr.to_bits()) << 16) | u64::from(port)
 }
 
+/// The node's source NAT: which flows get their source translated to the node, and to what.
+///
+/// The service stage translates the source of a new flow (kube-proxy's `KUBE-MARK-MASQ`
+/// cases) when it goes
+/// - to an external frontend (NodePort, LoadBalancer, external IP) with
+///   `externalTrafficPolicy: Cluster`, so that the backend, wherever it is, replies through
+///   this node;
+/// - to a ClusterIP from outside the cluster network (the host, a router);
+/// - to a backend that is its own client (hairpin), which would otherwise answer itself;
+/// - with [`masquerade`](Self::masquerade), from the cluster network to outside it (egress).
+///
+/// The node port is claimed per (backend, protocol) in the conntrack, from `ports`; the
+/// uplink must steer those ports on `addr` to the engine, and the node's own sockets must not
+/// use them (Linux's default `ip_local_port_range` is 32768–60999).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceNat {
+    /// The address sources become: the node's InternalIP.
+    pub addr: Ipv4Addr,
+    /// First and last port of the range translated sources use.
+    pub ports: (u16, u16),
+    /// The cluster's pod network, as (network, prefix length) pairs (usually one).
+    pub cluster: Box<[(Ipv4Addr, u8)]>,
+    /// Translate pod traffic leaving the cluster network (TCP and UDP).
+    pub masquerade: bool,
+}
+
+impl SourceNat {
+    /// Whether `addr` is in the cluster's pod network: a short linear scan (clusters list one
+    /// or a few prefixes), done for new flows and for masquerade candidates only.
+    #[inline]
+    pub fn in_cluster(&self, addr: Ipv4Addr) -> bool {
+        let a = addr.to_bits();
+        self.cluster.iter().any(|&(net, len)| {
+            let mask = u32::MAX
+                .checked_shl(32 - u32::from(len.min(32)))
+                .unwrap_or(0);
+            a & mask == net.to_bits() & mask
+        })
+    }
+
+    /// Whether `port` is one of the translated sources' ports.
+    #[inline]
+    pub fn has_port(&self, port: u16) -> bool {
+        (self.ports.0..=self.ports.1).contains(&port)
+    }
+
+    /// Number of ports in the range (0 if it is inverted).
+    #[inline]
+    pub fn port_count(&self) -> u32 {
+        (u32::from(self.ports.1) + 1).saturating_sub(u32::from(self.ports.0))
+    }
+}
+
 /// Every frontend of the node and the backend sets they use: one immutable version.
 #[derive(Debug, Clone, Default)]
 pub struct Services {
     frontends: FxHashMap<u64, (FrontendKey, Frontend)>,
     sets: Vec<Arc<BackendSet>>,
     filter: Prefilter,
+    snat: Option<SourceNat>,
 }
 
 impl Services {
@@ -336,12 +390,24 @@ impl Services {
         ServicesBuilder::default()
     }
 
-    /// No frontend: the service stage has nothing to do.
+    /// No frontend and no source NAT: the service stage has nothing to do.
     #[inline]
     pub fn is_empty(&self) -> bool {
-        self.frontends.is_empty()
+        self.frontends.is_empty() && self.snat.is_none()
     }
 
+    /// The node's source NAT; `None`: sources are never translated.
+    #[inline]
+    pub fn source_nat(&self) -> Option<&SourceNat> {
+        self.snat.as_ref()
+    }
+
+    /// Set the node's source NAT (before the tables are published).
+    pub fn set_source_nat(&mut self, snat: Option<SourceNat>) {
+        self.snat = snat;
+    }
+
+    /// Number of frontends.
     pub fn len(&self) -> usize {
         self.frontends.len()
     }
@@ -431,6 +497,7 @@ impl ServicesBuilder {
             frontends: self.frontends,
             sets: self.sets,
             filter,
+            snat: None,
         }
     }
 }

@@ -14,7 +14,7 @@ use crate::pipeline::test_support::*;
 use crate::pipeline::{BATCH_SIZE, PacketBuf, PacketMeta, Pipeline, final_verdict};
 use crate::tables::{
     Backend, BackendSet, Frontend, FrontendKey, FrontendKind, L4Proto, Services, SessionAffinity,
-    Tables,
+    SourceNat, Tables,
 };
 use crate::verdict::{DropReason, PortId, Verdict};
 
@@ -762,19 +762,26 @@ proptest! {
         (cport, vport, bport) in any::<(u16, u16, u16)>(),
         udp_proto in any::<bool>(),
         no_udp_checksum in any::<bool>(),
+        node_port in any::<bool>(),
         payload in proptest::collection::vec(any::<u8>(), 0..300),
         reply_payload in proptest::collection::vec(any::<u8>(), 0..300),
     ) {
         let (client, vip, backend) = (Ipv4Addr::from(client), Ipv4Addr::from(vip), Ipv4Addr::from(backend));
         prop_assume!(client != vip && client != backend && vip != backend);
         prop_assume!(![client, vip, backend].contains(&NODE_IP));
+        // A client that is its own backend is hairpin, tested on its own.
+        prop_assume!(client != backend);
         // Not through the tunnel or into the blackhole of the test node's routes.
         prop_assume!([client, backend].iter().all(|a| !matches!(a.octets(), [10, 244, 2 | 9, _])));
         let proto = if udp_proto { L4Proto::Udp } else { L4Proto::Tcp };
         let mut b = Services::builder();
         let set = b.add_set(Arc::new(BackendSet::new(&[Backend { addr: backend, port: bport }], &[]).unwrap()));
-        b.add_frontend(FrontendKey { addr: vip, proto, port: vport }, Frontend::new(FrontendKind::ClusterIp, set)).unwrap();
-        let t = tables(b.build());
+        // A NodePort with `externalTrafficPolicy: Cluster` translates the source too.
+        let kind = if node_port { FrontendKind::NodePort } else { FrontendKind::ClusterIp };
+        b.add_frontend(FrontendKey { addr: vip, proto, port: vport }, Frontend::new(kind, set)).unwrap();
+        let mut services = b.build();
+        services.set_source_nat(Some(snat_config()));
+        let t = tables(services);
         let mut p = Pipeline::default();
         let build = |src, dst, sport, dport, data: &[u8]| {
             if udp_proto {
@@ -790,14 +797,376 @@ proptest! {
         let f = build(client, vip, cport, vport, &payload);
         let (v, out) = run_at(&mut p, &t, UPLINK, &f, 0);
         prop_assert!(matches!(v, Verdict::Forward(_)));
-        prop_assert_eq!(tuple(&out), (client, cport, backend, bport));
+        let (src, sport, dst, dport) = tuple(&out);
+        prop_assert_eq!((dst, dport), (backend, bport));
+        // Off-cluster clients are translated to the node on both kinds of frontend.
+        let translated = !snat_config().in_cluster(client) || node_port;
+        if translated {
+            prop_assert_eq!(src, NODE_IP);
+            prop_assert!(snat_config().has_port(sport));
+        } else {
+            prop_assert_eq!((src, sport), (client, cport));
+        }
         prop_assert_eq!(&out[out.len() - payload.len()..], &payload[..]);
         if udp_proto && no_udp_checksum {
             prop_assert_eq!(&out[40..42], &[0, 0]);
         }
-        let r = build(backend, client, bport, cport, &reply_payload);
+        let r = build(backend, src, bport, sport, &reply_payload);
         let (_, back) = run_at(&mut p, &t, UPLINK, &r, 1);
         prop_assert_eq!(tuple(&back), (vip, vport, client, cport));
         prop_assert_eq!(&back[back.len() - reply_payload.len()..], &reply_payload[..]);
     }
+}
+
+/// The node's source NAT in these tests: ten ports, the 10.244.0.0/16 cluster network.
+fn snat_config() -> SourceNat {
+    SourceNat {
+        addr: NODE_IP,
+        ports: (61000, 61009),
+        cluster: vec![(Ipv4Addr::new(10, 244, 0, 0), 16)].into(),
+        masquerade: true,
+    }
+}
+
+const NODE_PORT: u16 = 30080;
+const OUTSIDE: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 9);
+
+/// The ClusterIP and LoadBalancer frontends of [`services`], plus a NodePort on the node IP,
+/// all to `active`; `etp_local` on the external ones; the node's source NAT on.
+fn snat_services(active: &[Backend], etp_local: bool) -> Tables {
+    let mut b = Services::builder();
+    let set = b.add_set(Arc::new(BackendSet::new(active, &[]).unwrap()));
+    for (addr, port, kind) in [
+        (VIP, VPORT, FrontendKind::ClusterIp),
+        (LB_IP, VPORT, FrontendKind::LoadBalancer),
+        (NODE_IP, NODE_PORT, FrontendKind::NodePort),
+    ] {
+        let mut fe = Frontend::new(kind, set);
+        fe.external_local = etp_local && kind != FrontendKind::ClusterIp;
+        for proto in [L4Proto::Tcp, L4Proto::Udp] {
+            b.add_frontend(FrontendKey { addr, proto, port }, fe.clone())
+                .unwrap();
+        }
+    }
+    let mut s = b.build();
+    s.set_source_nat(Some(snat_config()));
+    tables(s)
+}
+
+#[test]
+fn node_port_from_outside_is_source_translated_and_answered_through_the_node() {
+    let t = snat_services(&[be(POD_B_IP)], false);
+    let ct = Arc::new(Conntrack::new(1024, 64));
+    let (mut w1, mut w2) = (Pipeline::new(ct.clone()), Pipeline::new(ct));
+    // Outside client → node IP:30080, through the uplink: to pod B, from the node.
+    let (v, out) = run_at(
+        &mut w1,
+        &t,
+        UPLINK,
+        &tcp(OUTSIDE, NODE_IP, 5555, NODE_PORT, SYN, &[]),
+        0,
+    );
+    assert_eq!(v, Verdict::Forward(POD_B));
+    let (src, sport, dst, dport) = tuple(&out);
+    assert_eq!((src, dst, dport), (NODE_IP, POD_B_IP, BPORT));
+    assert!(snat_config().has_port(sport), "{sport}");
+    // Pod B answers the node; the other worker sends it to the client from the NodePort.
+    let synack = Seg {
+        syn: true,
+        ack: Some(1001),
+        seq: 5000,
+        ..Seg::default()
+    };
+    let (v, back) = run_at(
+        &mut w2,
+        &t,
+        POD_B,
+        &tcp(POD_B_IP, NODE_IP, BPORT, sport, synack, &[]),
+        0,
+    );
+    assert_eq!(v, Verdict::Forward(UPLINK), "default route");
+    assert_eq!(tuple(&back), (NODE_IP, NODE_PORT, OUTSIDE, 5555));
+    // More data: the same node port; the state advanced to established on both sides.
+    let data = Seg {
+        ack: Some(5001),
+        seq: 1001,
+        ..Seg::default()
+    };
+    let (_, out) = run_at(
+        &mut w2,
+        &t,
+        UPLINK,
+        &tcp(OUTSIDE, NODE_IP, 5555, NODE_PORT, data, b"GET /"),
+        1,
+    );
+    assert_eq!(tuple(&out), (NODE_IP, sport, POD_B_IP, BPORT));
+    assert_eq!(&out[out.len() - 5..], b"GET /");
+    let (c1, c2) = (*w1.counters(), *w2.counters());
+    assert_eq!((c1.nat_snat, c2.nat_snat, c2.nat_reverse), (1, 1, 1));
+    // A second client gets another node port (the reply entries must differ).
+    let (_, out2) = run_at(
+        &mut w1,
+        &t,
+        UPLINK,
+        &tcp(OUTSIDE, NODE_IP, 5556, NODE_PORT, SYN, &[]),
+        1,
+    );
+    assert_ne!(tuple(&out2).1, sport);
+    // The LoadBalancer IP too; UDP too.
+    let (_, out) = run_at(
+        &mut w1,
+        &t,
+        UPLINK,
+        &udp(OUTSIDE, LB_IP, 53, VPORT, b"q"),
+        1,
+    );
+    let (src, sport, ..) = tuple(&out);
+    assert_eq!(src, NODE_IP);
+    let (_, back) = run_at(
+        &mut w1,
+        &t,
+        POD_B,
+        &udp(POD_B_IP, NODE_IP, BPORT, sport, b"a"),
+        1,
+    );
+    assert_eq!(tuple(&back), (LB_IP, VPORT, OUTSIDE, 53));
+    // A pod on the ClusterIP keeps its address; an off-cluster client (the host) does not.
+    let (_, out) = run_at(&mut w1, &t, POD_A, &udp(POD_A_IP, VIP, 999, VPORT, b"q"), 1);
+    assert_eq!(tuple(&out).0, POD_A_IP);
+    let (_, out) = run_at(&mut w1, &t, HOST, &udp(NODE_IP, VIP, 999, VPORT, b"q"), 1);
+    let (src, sport, ..) = tuple(&out);
+    assert_eq!(src, NODE_IP);
+    assert_ne!(sport, 999);
+    assert!(snat_config().has_port(sport));
+}
+
+#[test]
+fn external_traffic_policy_local_keeps_the_client_address() {
+    let t = snat_services(&[be(POD_B_IP)], true);
+    let mut p = Pipeline::default();
+    let (v, out) = run_at(
+        &mut p,
+        &t,
+        UPLINK,
+        &tcp(OUTSIDE, NODE_IP, 5555, NODE_PORT, SYN, &[]),
+        0,
+    );
+    assert_eq!(v, Verdict::Forward(POD_B));
+    assert_eq!(tuple(&out), (OUTSIDE, 5555, POD_B_IP, BPORT));
+    let (v, back) = run_at(
+        &mut p,
+        &t,
+        POD_B,
+        &tcp(
+            POD_B_IP,
+            OUTSIDE,
+            BPORT,
+            5555,
+            Seg {
+                ack: Some(1001),
+                ..SYN
+            },
+            &[],
+        ),
+        0,
+    );
+    assert_eq!(v, Verdict::Forward(UPLINK));
+    assert_eq!(tuple(&back), (NODE_IP, NODE_PORT, OUTSIDE, 5555));
+    assert_eq!(p.counters().nat_snat, 0);
+}
+
+#[test]
+fn hairpin_a_pod_reaching_itself_through_its_service() {
+    let t = snat_services(&[be(POD_A_IP)], false);
+    let mut p = Pipeline::default();
+    let (v, out) = run_at(
+        &mut p,
+        &t,
+        POD_A,
+        &tcp(POD_A_IP, VIP, 40000, VPORT, SYN, &[]),
+        0,
+    );
+    assert_eq!(v, Verdict::Forward(POD_A), "back to itself");
+    let (src, sport, dst, dport) = tuple(&out);
+    assert_eq!((src, dst, dport), (NODE_IP, POD_A_IP, BPORT));
+    // The pod answers the node, and gets the answer from the ClusterIP.
+    let (v, back) = run_at(
+        &mut p,
+        &t,
+        POD_A,
+        &tcp(
+            POD_A_IP,
+            NODE_IP,
+            BPORT,
+            sport,
+            Seg {
+                ack: Some(1001),
+                ..SYN
+            },
+            &[],
+        ),
+        0,
+    );
+    assert_eq!(v, Verdict::Forward(POD_A));
+    assert_eq!(tuple(&back), (VIP, VPORT, POD_A_IP, 40000));
+}
+
+#[test]
+fn pods_leaving_the_cluster_are_masqueraded() {
+    let t = snat_services(&[be(POD_B_IP)], false);
+    let ct = Arc::new(Conntrack::new(1024, 64));
+    let (mut w1, mut w2) = (Pipeline::new(ct.clone()), Pipeline::new(ct));
+    let (v, out) = run_at(
+        &mut w1,
+        &t,
+        POD_A,
+        &tcp(POD_A_IP, OUTSIDE, 41000, 443, SYN, &[]),
+        0,
+    );
+    assert_eq!(v, Verdict::Forward(UPLINK));
+    let (src, sport, dst, dport) = tuple(&out);
+    assert_eq!((src, dst, dport), (NODE_IP, OUTSIDE, 443));
+    assert!(snat_config().has_port(sport));
+    // The answer, through the uplink on the other worker, reaches the pod.
+    let (v, back) = run_at(
+        &mut w2,
+        &t,
+        UPLINK,
+        &tcp(
+            OUTSIDE,
+            NODE_IP,
+            443,
+            sport,
+            Seg {
+                ack: Some(1001),
+                ..SYN
+            },
+            &[],
+        ),
+        0,
+    );
+    assert_eq!(v, Verdict::Forward(POD_A));
+    assert_eq!(tuple(&back), (OUTSIDE, 443, POD_A_IP, 41000));
+    // The next packet keeps its port.
+    let (_, out) = run_at(
+        &mut w2,
+        &t,
+        POD_A,
+        &tcp(
+            POD_A_IP,
+            OUTSIDE,
+            41000,
+            443,
+            Seg {
+                ack: Some(1),
+                ..Seg::default()
+            },
+            b"x",
+        ),
+        1,
+    );
+    assert_eq!(tuple(&out), (NODE_IP, sport, OUTSIDE, 443));
+    assert_eq!(
+        w1.counters().nat_masquerade + w2.counters().nat_masquerade,
+        2
+    );
+    // Inside the cluster, and to the node itself: untouched.
+    for dst in [POD_B_IP, NODE_IP] {
+        let (_, out) = run_at(&mut w1, &t, POD_A, &udp(POD_A_IP, dst, 7, 9, b"x"), 1);
+        assert_eq!(tuple(&out).0, POD_A_IP, "{dst}");
+    }
+    // Through the tunnel: the inner packet keeps the pod's address.
+    let (_, out) = run_at(
+        &mut w1,
+        &t,
+        POD_A,
+        &udp(POD_A_IP, REMOTE_POD_IP, 7, 9, b"x"),
+        1,
+    );
+    assert_eq!(tuple(&out[50..]).0, POD_A_IP);
+    // Off: pods leave with their own address.
+    let mut services = (*t.services).clone();
+    services.set_source_nat(Some(SourceNat {
+        masquerade: false,
+        ..snat_config()
+    }));
+    let off = tables(services);
+    let (_, out) = run_at(&mut w1, &off, POD_A, &udp(POD_A_IP, OUTSIDE, 7, 9, b"x"), 1);
+    assert_eq!(tuple(&out).0, POD_A_IP);
+}
+
+#[test]
+fn node_ports_run_out_and_free_up_again() {
+    let t = snat_services(&[be(POD_B_IP)], false);
+    let mut p = Pipeline::default();
+    let mut ports = std::collections::BTreeSet::new();
+    let mut exhausted = 0;
+    // Ten ports for one backend: the eleventh client (and a few unlucky earlier ones, whose
+    // sixteen probes all hit taken ports) is refused.
+    for client in 0..40u16 {
+        let (v, out) = run_at(
+            &mut p,
+            &t,
+            UPLINK,
+            &udp(OUTSIDE, NODE_IP, 1000 + client, NODE_PORT, b"q"),
+            0,
+        );
+        match v {
+            Verdict::Forward(_) => {
+                assert!(ports.insert(tuple(&out).1), "a port is never given twice");
+            }
+            Verdict::Drop(DropReason::SnatPortsExhausted) => exhausted += 1,
+            v => panic!("{v:?}"),
+        }
+    }
+    assert!(ports.len() <= 10 && ports.len() >= 8, "{ports:?}");
+    assert_eq!(exhausted, 40 - ports.len());
+    // Once those flows expire, the ports are free again.
+    let (v, _) = run_at(
+        &mut p,
+        &t,
+        UPLINK,
+        &udp(OUTSIDE, NODE_IP, 2000, NODE_PORT, b"q"),
+        UDP_TIMEOUT + 1,
+    );
+    assert!(matches!(v, Verdict::Forward(_)));
+}
+
+#[test]
+fn icmp_errors_about_source_translated_flows_are_translated_both_ways() {
+    let t = snat_services(&[be(POD_B_IP)], false);
+    let mut p = Pipeline::default();
+    let (_, fwd) = run_at(
+        &mut p,
+        &t,
+        UPLINK,
+        &udp(OUTSIDE, NODE_IP, 5353, NODE_PORT, b"q"),
+        0,
+    );
+    let (_, sport, ..) = tuple(&fwd);
+    // The backend refuses what it got (node:sport → backend): the client hears it from the
+    // NodePort, about client → NodePort.
+    let err = icmp_error(POD_B_IP, NODE_IP, 3, 3, &fwd[14..]);
+    let (v, out) = run_at(&mut p, &t, POD_B, &err, 0);
+    assert_eq!(v, Verdict::Forward(UPLINK));
+    let (src, dst, quote) = parse_icmp(&out);
+    assert_eq!((src, dst), (NODE_IP, OUTSIDE));
+    assert_eq!(quoted_tuple(&quote), (OUTSIDE, 5353, NODE_IP, NODE_PORT));
+    // A router on the client's side cannot take a reply (NodePort → client): the backend
+    // hears it, about backend → node port.
+    let (_, reply) = run_at(
+        &mut p,
+        &t,
+        POD_B,
+        &udp(POD_B_IP, NODE_IP, BPORT, sport, b"a"),
+        0,
+    );
+    assert_eq!(tuple(&reply), (NODE_IP, NODE_PORT, OUTSIDE, 5353));
+    let router = Ipv4Addr::new(198, 51, 100, 1);
+    let err = icmp_error(router, NODE_IP, 3, 4, &reply[14..]);
+    let (v, out) = run_at(&mut p, &t, UPLINK, &err, 0);
+    assert_eq!(v, Verdict::Forward(POD_B));
+    let (src, dst, quote) = parse_icmp(&out);
+    assert_eq!((src, dst), (router, POD_B_IP));
+    assert_eq!(quoted_tuple(&quote), (POD_B_IP, BPORT, NODE_IP, sport));
 }
