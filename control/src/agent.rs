@@ -389,6 +389,11 @@ impl Agent<'_> {
             dp: Arc::clone(&dp),
             host,
             vxlan_port: self.args.vxlan_port,
+            snat: controller::SnatOptions {
+                ports: self.args.snat_ports,
+                cluster: self.args.cluster_cidr.clone(),
+                masquerade: self.args.masquerade,
+            },
             health: Arc::clone(&self.health),
             source: feed.name,
             state: feed.state,

@@ -91,6 +91,39 @@ pub struct AgentArgs {
     /// seconds); /readyz then answers 503.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub stale_after: Duration,
+    /// Ports (`FIRST-LAST`) the engine gives flows it translates to the node's address:
+    /// NodePort and LoadBalancer traffic with externalTrafficPolicy Cluster, off-cluster
+    /// clients of ClusterIPs, hairpin, egress masquerade. Keep it outside the kernel's
+    /// net.ipv4.ip_local_port_range (32768-60999 by default): the uplink steers these ports on
+    /// the node IP to the engine.
+    #[arg(long, default_value = "61000-65535", value_parser = parse_port_range)]
+    pub snat_ports: (u16, u16),
+    /// The cluster's pod network, comma-separated CIDRs (kube-proxy's --cluster-cidr): pods
+    /// keep their address on ClusterIPs and are masqueraded leaving it. Default: the smallest
+    /// prefix holding every Node's podCIDR.
+    #[arg(long, value_delimiter = ',')]
+    pub cluster_cidr: Vec<crate::overlay::Ipv4Net>,
+    /// Translate pod traffic leaving the cluster network to the node's address (what
+    /// flannel's --ip-masq does).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub masquerade: bool,
+}
+
+/// `FIRST-LAST`, two ports, FIRST ≤ LAST.
+pub fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
+    let (a, b) = s
+        .split_once('-')
+        .ok_or_else(|| format!("{s:?}: expected FIRST-LAST, e.g. 61000-65535"))?;
+    let port = |p: &str| {
+        p.trim()
+            .parse::<u16>()
+            .map_err(|e| format!("{s:?}: {p:?} is not a port: {e}"))
+    };
+    let (first, last) = (port(a)?, port(b)?);
+    if first == 0 || first > last {
+        return Err(format!("{s:?}: FIRST must be 1..=LAST"));
+    }
+    Ok((first, last))
 }
 
 /// `60s`, `500ms`, `2m`, or a number of seconds.
@@ -116,6 +149,16 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn port_ranges() {
+        assert_eq!(parse_port_range("61000-65535"), Ok((61000, 65535)));
+        assert_eq!(parse_port_range("7-7"), Ok((7, 7)));
+        assert!(parse_port_range("65535-61000").is_err());
+        assert!(parse_port_range("0-10").is_err());
+        assert!(parse_port_range("61000").is_err());
+        assert!(parse_port_range("61000-70000").is_err());
+    }
 
     #[test]
     fn durations() {

@@ -282,6 +282,8 @@ pub fn render_services(engine: &Engine, out: &mut String) {
         let e = &s.events;
         events.nat_forward += e.nat_forward;
         events.nat_reverse += e.nat_reverse;
+        events.nat_snat += e.nat_snat;
+        events.nat_masquerade += e.nat_masquerade;
         events.service_rejects += e.service_rejects;
         events.ct_inserts += e.ct_inserts;
         events.ct_evictions += e.ct_evictions;
@@ -298,6 +300,8 @@ pub fn render_services(engine: &Engine, out: &mut String) {
          # HELP kxdp_conntrack_insert_failures_total Conntrack writes given up under contention.\n# TYPE kxdp_conntrack_insert_failures_total counter\nkxdp_conntrack_insert_failures_total {}\n\
          # HELP kxdp_service_nat_packets_total Packets translated, by direction.\n# TYPE kxdp_service_nat_packets_total counter\n\
          kxdp_service_nat_packets_total{{direction=\"forward\"}} {}\nkxdp_service_nat_packets_total{{direction=\"reverse\"}} {}\n\
+         # HELP kxdp_source_nat_packets_total Packets whose source became the node's address, by cause (service: eTP=Cluster, hairpin, off-cluster ClusterIP clients; masquerade: pods leaving the cluster network).\n# TYPE kxdp_source_nat_packets_total counter\n\
+         kxdp_source_nat_packets_total{{cause=\"service\"}} {}\nkxdp_source_nat_packets_total{{cause=\"masquerade\"}} {}\n\
          # HELP kxdp_service_rejects_total Packets to a frontend without endpoints, answered with a RST or ICMP unreachable.\n# TYPE kxdp_service_rejects_total counter\nkxdp_service_rejects_total {}",
         services.len(),
         ct.capacity(),
@@ -306,6 +310,8 @@ pub fn render_services(engine: &Engine, out: &mut String) {
         events.ct_insert_failures,
         events.nat_forward,
         events.nat_reverse,
+        events.nat_snat.saturating_sub(events.nat_masquerade),
+        events.nat_masquerade,
         events.service_rejects,
     );
 }

@@ -7,10 +7,8 @@
 //! - `--keep`, then SIGINT once it says it is ready: the same cleanup;
 //! - SIGINT while the cluster is being built: exit status 130, the same cleanup.
 //!
-//! NodePort from outside: the engine DNATs it, but without source NAT for
-//! `externalTrafficPolicy: Cluster` (not built yet) the backend's reply bypasses the engine,
-//! so that check runs and is reported but not asserted until [`NODE_PORT_FROM_OUTSIDE`] is
-//! set; every other check (pod → pod, pod → ClusterIP across both nodes) is required.
+//! Every check is required: pod → pod, pod → ClusterIP across both nodes, outside → NodePort
+//! (source-translated to the node, answered through it, from backends on both nodes).
 #![allow(clippy::unwrap_used)] // test helpers: a failed unwrap is a failed test
 
 use std::collections::BTreeSet;
@@ -25,9 +23,6 @@ use kxdp_tests::{binaries, require_root};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::Value;
-
-/// Whether NodePort traffic from outside the cluster works (needs eTP=Cluster source NAT).
-const NODE_PORT_FROM_OUTSIDE: bool = false;
 
 /// One demo at a time (the demo itself refuses a second one: it holds a lock).
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -254,12 +249,7 @@ fn assert_checks(report: &Value) {
         ]
     );
     for c in checks {
-        let required = NODE_PORT_FROM_OUTSIDE || c["id"] != "node_port";
-        if required {
-            assert_eq!(c["ok"], true, "check failed: {c:#}");
-        } else if c["ok"] != true {
-            eprintln!("not yet required (no source NAT for eTP=Cluster yet): {c}");
-        }
+        assert_eq!(c["ok"], true, "check failed: {c:#}");
     }
     let tcp = checks.iter().find(|c| c["id"] == "pod_to_pod_tcp").unwrap();
     assert_eq!(tcp["data"]["intact"], true);
@@ -299,9 +289,7 @@ fn demo_runs_reports_and_leaves_nothing_behind() {
         all_passed,
         "exit status {status} with ok={all_passed}"
     );
-    if NODE_PORT_FROM_OUTSIDE {
-        assert!(status.success(), "exit status {status}");
-    }
+    assert!(status.success(), "exit status {status}");
     assert_nothing_left(pid, &report, &links, &xdp);
 }
 
@@ -324,9 +312,7 @@ fn sigint_while_kept_removes_everything() {
     assert_eq!(report["interrupted"], Value::Null);
     assert_eq!(report["error"], Value::Null);
     assert_checks(&report);
-    if NODE_PORT_FROM_OUTSIDE {
-        assert!(status.success(), "exit status {status}");
-    }
+    assert!(status.success(), "exit status {status}");
     assert_nothing_left(pid, &report, &links, &xdp);
 }
 

@@ -33,6 +33,7 @@ use crate::metrics::Health;
 use crate::objects::DesiredState;
 use crate::overlay::{Ipv4Net, NodeDataplane, RemoteNode};
 use crate::source::{SourceEvent, absorb};
+use kxdp_dataplane::tables::SourceNat;
 
 /// How long changes are collected before one publish.
 pub const COALESCE_WINDOW: Duration = Duration::from_millis(20);
@@ -136,6 +137,7 @@ pub struct Controller {
     dp: Arc<NodeDataplane>,
     host: HostPort,
     steering: Steering,
+    snat: SnatOptions,
     health_checks: HealthChecks,
     compiler: ServiceCompiler,
     health: Arc<Health>,
@@ -160,6 +162,7 @@ struct Applied {
     steering: SteeringSet,
     routes: BTreeSet<Ipv4Net>,
     health_ports: Vec<u16>,
+    snat: Option<SourceNat>,
 }
 
 impl std::fmt::Debug for Controller {
@@ -173,6 +176,25 @@ impl std::fmt::Debug for Controller {
     }
 }
 
+/// The node's source NAT options (`--snat-ports`, `--cluster-cidr`, `--masquerade`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnatOptions {
+    pub ports: (u16, u16),
+    /// Empty: the smallest prefix holding every Node's pod CIDR.
+    pub cluster: Vec<Ipv4Net>,
+    pub masquerade: bool,
+}
+
+impl Default for SnatOptions {
+    fn default() -> Self {
+        SnatOptions {
+            ports: (61000, 65535),
+            cluster: Vec::new(),
+            masquerade: true,
+        }
+    }
+}
+
 /// What a controller starts from.
 #[derive(Debug)]
 pub struct ControllerParts {
@@ -180,6 +202,7 @@ pub struct ControllerParts {
     pub dp: Arc<NodeDataplane>,
     pub host: HostPort,
     pub vxlan_port: u16,
+    pub snat: SnatOptions,
     pub health: Arc<Health>,
     pub source: String,
     pub state: DesiredState,
@@ -196,8 +219,12 @@ impl Controller {
             source: p.source.clone(),
             ..ControlStatus::default()
         }));
+        let mut steering = Steering::new(local.ip, local.pod_cidr, p.vxlan_port);
+        steering.fix_port_range(p.dp.engine(), p.snat.ports);
+        warn_if_kernel_uses(p.snat.ports);
         let c = Controller {
-            steering: Steering::new(local.ip, local.pod_cidr, p.vxlan_port),
+            steering,
+            snat: p.snat,
             health_checks: HealthChecks::new(local.ip),
             this: p.this,
             dp: p.dp,
@@ -222,6 +249,29 @@ impl Controller {
     /// close.
     pub fn into_parts(self) -> (Arc<NodeDataplane>, HostPort) {
         (self.dp, self.host)
+    }
+
+    /// The node's source NAT: to the node IP, from `--snat-ports`, inside `--cluster-cidr` or
+    /// the prefix covering every Node's pod CIDR (recomputed as Nodes come and go).
+    fn source_nat(&self) -> SourceNat {
+        let local = self.dp.local();
+        let cluster = if self.snat.cluster.is_empty() {
+            let cidrs = self
+                .state
+                .nodes
+                .values()
+                .flat_map(|n| n.pod_cidrs.iter().copied())
+                .chain([local.pod_cidr]);
+            vec![covering_prefix(cidrs).unwrap_or(local.pod_cidr)]
+        } else {
+            self.snat.cluster.clone()
+        };
+        SourceNat {
+            addr: local.ip,
+            ports: self.snat.ports,
+            cluster: cluster.iter().map(|n| (n.addr(), n.len())).collect(),
+            masquerade: self.snat.masquerade,
+        }
     }
 
     fn context(&self) -> ServiceContext {
@@ -307,7 +357,24 @@ impl Reconcile for Controller {
         self.apply_remotes(remotes);
 
         let ctx = self.context();
-        let (services, report) = self.compiler.compile(&self.state, &ctx);
+        let (mut services, report) = self.compiler.compile(&self.state, &ctx);
+        let snat = self.source_nat();
+        if self.applied.snat.as_ref() != Some(&snat) {
+            let cluster: Vec<String> = snat
+                .cluster
+                .iter()
+                .map(|(a, l)| format!("{a}/{l}"))
+                .collect();
+            tracing::info!(
+                addr = %snat.addr,
+                ports = format!("{}-{}", snat.ports.0, snat.ports.1),
+                cluster = cluster.join(","),
+                masquerade = snat.masquerade,
+                "source NAT"
+            );
+            self.applied.snat = Some(snat.clone());
+        }
+        services.set_source_nat(Some(snat));
         if report.skipped != self.applied.skipped {
             for (svc, why) in &report.skipped {
                 tracing::warn!(service = %svc, "service skipped: {why}");
@@ -378,6 +445,45 @@ pub fn cluster_ip_routes(cluster_ips: &[std::net::Ipv4Addr]) -> BTreeSet<Ipv4Net
         .iter()
         .filter_map(|ip| Ipv4Net::new(*ip, 32).ok())
         .collect()
+}
+
+/// The smallest prefix holding every one of `nets` (`None` for none).
+fn covering_prefix(nets: impl IntoIterator<Item = Ipv4Net>) -> Option<Ipv4Net> {
+    let mut out: Option<(u32, u8)> = None;
+    for n in nets {
+        let (addr, len) = (n.addr().to_bits(), n.len());
+        out = Some(match out {
+            None => (addr, len),
+            Some((a, l)) => {
+                let common = (a ^ addr).leading_zeros().min(32) as u8;
+                (a, l.min(len).min(common))
+            }
+        });
+    }
+    let (addr, len) = out?;
+    Ipv4Net::new(std::net::Ipv4Addr::from_bits(addr), len).ok()
+}
+
+/// Warns when the node's own sockets may pick ports of the source NAT range: their replies
+/// would be steered to the engine instead of the kernel.
+fn warn_if_kernel_uses(ports: (u16, u16)) {
+    let Ok(range) = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range") else {
+        return;
+    };
+    let mut it = range
+        .split_whitespace()
+        .filter_map(|p| p.parse::<u16>().ok());
+    if let (Some(lo), Some(hi)) = (it.next(), it.next())
+        && lo <= ports.1
+        && ports.0 <= hi
+    {
+        tracing::warn!(
+            "--snat-ports {}-{} overlaps net.ipv4.ip_local_port_range {lo}-{hi}: the node's own \
+             connections from those ports would lose their replies to the engine",
+            ports.0,
+            ports.1
+        );
+    }
 }
 
 #[cfg(test)]

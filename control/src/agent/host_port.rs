@@ -153,6 +153,9 @@ impl Drop for HostPort {
 /// Forwarding on; reverse-path filtering off on `kxdp0` and for `all` (the kernel uses the
 /// stricter of the two): replies from remote pods reach the host on `kxdp0` while, as far as
 /// the kernel's tables know, their sources may also be reachable through the uplink.
+/// `accept_local` on `kxdp0`: the engine hands the kernel packets from the node's own address
+/// to route out of the node (replies to NodePort clients, source-translated flows,
+/// masqueraded pod traffic); without it the kernel drops them as martians.
 ///
 /// `/proc/sys/net` shows the network namespace of the task that opens it; the agent runs
 /// entirely in the node's namespace, so these land there. They are left as they are at exit
@@ -162,6 +165,7 @@ fn set_sysctls() -> anyhow::Result<()> {
     for conf in ["all", "default", HOST_IF] {
         writes.push((format!("net/ipv4/conf/{conf}/rp_filter"), "0"));
     }
+    writes.push((format!("net/ipv4/conf/{HOST_IF}/accept_local"), "1"));
     for (key, value) in writes {
         let path = format!("/proc/sys/{key}");
         std::fs::write(&path, value).with_context(|| format!("writing {value} to {path}"))?;

@@ -84,6 +84,39 @@ impl Steering {
         }
     }
 
+    /// Steers every port of `first..=last`, TCP and UDP, for good (the source NAT range: the
+    /// replies of translated flows come to the node IP on these ports). A port that fails is
+    /// logged; the rest are still added.
+    pub fn fix_port_range(&mut self, maps: &impl SteeringMaps, (first, last): (u16, u16)) {
+        let mut failed = 0;
+        let mut first_error = None;
+        for port in first..=last {
+            for proto in [libc::IPPROTO_TCP as u8, libc::IPPROTO_UDP as u8] {
+                if self.fixed_ports.contains(&(proto, port)) {
+                    continue;
+                }
+                match maps.add_port(proto, port) {
+                    Ok(()) => {
+                        self.fixed_ports.insert((proto, port));
+                    }
+                    Err(e) => {
+                        failed += 1;
+                        first_error.get_or_insert(e);
+                    }
+                }
+            }
+        }
+        match first_error {
+            None => tracing::info!(first, last, "source NAT ports steered on the node IP"),
+            Some(e) => tracing::error!(
+                first,
+                last,
+                failed,
+                "steering the source NAT ports: {e}; replies to those ports go to the kernel"
+            ),
+        }
+    }
+
     /// What a compile asks for, less what the overlay owns.
     pub fn wanted(&self, report: &ServiceReport) -> SteeringSet {
         SteeringSet {

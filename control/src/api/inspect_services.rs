@@ -188,6 +188,8 @@ pub fn conntrack(ct: &Conntrack, limit: usize) -> Value {
                 "dst": format!("{}:{}", k.dst, k.dport),
                 "dir": match e.dir { CtDir::Original => "original", CtDir::Reply => "reply" },
                 "nat": format!("{}:{}", e.nat_addr, e.nat_port),
+                // Original: what the source becomes; reply: what the destination becomes.
+                "snat": e.snat.map(|(a, p)| format!("{a}:{p}")),
                 "state": format!("{:?}", e.state.tcp),
                 "replied": e.state.replied,
                 "expires_in_s": e.state.expires.saturating_sub(now),
@@ -276,6 +278,7 @@ mod tests {
                 dir: CtDir::Original,
                 nat_addr: Ipv4Addr::new(10, 244, 1, 5),
                 nat_port: 8080,
+                snat: None,
                 state: FlowState {
                     replied: true,
                     tcp: TcpState::Established,

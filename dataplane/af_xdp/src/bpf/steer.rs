@@ -99,7 +99,7 @@ impl Default for SteeringConfig {
             max_ifaces: 256,
             max_queues: 64,
             max_dst4: 65536,
-            max_ports: 8192,
+            max_ports: 32768,
             fallback_action: XDP_PASS,
         }
     }
