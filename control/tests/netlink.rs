@@ -8,7 +8,7 @@ use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 use kxdp_control::netlink::{
-    NeighbourResolver, Netlink, NudState, OperState, Route, RouteScope, VethConfig,
+    Ipv4Conf, NeighbourResolver, Netlink, NudState, OperState, Route, RouteScope, VethConfig,
 };
 use kxdp_tests::{Netns, require_root};
 use nix::errno::Errno;
@@ -118,6 +118,18 @@ fn veth_pair_with_queues_and_macs_across_namespaces() {
     assert!(a.link_info("kx-a").unwrap().up);
     nla.set_link_down("kx-a").unwrap();
     assert!(!nla.link("kx-a").unwrap().is_up());
+
+    // Per-interface IPv4 settings, as sysctl shows them.
+    nla.set_ipv4_conf(
+        "kx-a",
+        &[(Ipv4Conf::AcceptLocal, 1), (Ipv4Conf::RpFilter, 2)],
+    )
+    .unwrap();
+    assert_eq!(
+        a.sysctl_get("net.ipv4.conf.kx-a.accept_local").unwrap(),
+        "1"
+    );
+    assert_eq!(a.sysctl_get("net.ipv4.conf.kx-a.rp_filter").unwrap(), "2");
 
     // Errors name the operation and the object.
     let err = nla

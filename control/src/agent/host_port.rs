@@ -19,7 +19,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use anyhow::Context;
 
-use crate::netlink::{LinkId, MacAddr, Netlink, Route, VethConfig};
+use crate::netlink::{Ipv4Conf, LinkId, MacAddr, Netlink, Route, VethConfig};
 use crate::overlay::Ipv4Net;
 
 /// The kernel's end.
@@ -81,7 +81,7 @@ impl HostPort {
         tx_checksum_off(HOST_IF);
         tx_checksum_off(ENGINE_IF);
         port.nl.add_address(HOST_IF, IpAddr::V4(gateway), 32)?;
-        set_sysctls()?;
+        set_sysctls(&mut port.nl)?;
         port.nl.set_link_up(ENGINE_IF)?;
         port.nl.set_link_up(HOST_IF)?;
         Ok(port)
@@ -157,18 +157,34 @@ impl Drop for HostPort {
 /// to route out of the node (replies to NodePort clients, source-translated flows,
 /// masqueraded pod traffic); without it the kernel drops them as martians.
 ///
-/// `/proc/sys/net` shows the network namespace of the task that opens it; the agent runs
-/// entirely in the node's namespace, so these land there. They are left as they are at exit
-/// (a node with pods forwards anyway; turning forwarding off would cut other components).
-fn set_sysctls() -> anyhow::Result<()> {
-    let mut writes = vec![("net/ipv4/ip_forward".to_owned(), "1")];
-    for conf in ["all", "default", HOST_IF] {
-        writes.push((format!("net/ipv4/conf/{conf}/rp_filter"), "0"));
-    }
-    writes.push((format!("net/ipv4/conf/{HOST_IF}/accept_local"), "1"));
-    for (key, value) in writes {
+/// `kxdp0`'s settings go through rtnetlink, the node-wide ones through `/proc/sys` (which
+/// shows the namespace of the task that opens it: the agent runs in the node's namespace).
+/// In a container `/proc/sys` is read-only: a node-wide value that is already right (the
+/// DaemonSet's privileged init container sets them) is fine, a wrong one is an error naming it.
+/// They are left as they are at exit (a node with pods forwards anyway; turning forwarding off
+/// would cut other components).
+fn set_sysctls(nl: &mut Netlink) -> anyhow::Result<()> {
+    nl.set_ipv4_conf(
+        HOST_IF,
+        &[(Ipv4Conf::RpFilter, 0), (Ipv4Conf::AcceptLocal, 1)],
+    )?;
+    for (key, value) in [
+        ("net/ipv4/ip_forward", "1"),
+        ("net/ipv4/conf/all/rp_filter", "0"),
+        ("net/ipv4/conf/default/rp_filter", "0"),
+    ] {
         let path = format!("/proc/sys/{key}");
-        std::fs::write(&path, value).with_context(|| format!("writing {value} to {path}"))?;
+        if let Err(e) = std::fs::write(&path, value) {
+            let current = std::fs::read_to_string(&path).unwrap_or_default();
+            if current.trim() != value {
+                return Err(e).with_context(|| {
+                    format!(
+                        "writing {value} to {path} (it is {:?}; set it on the host, e.g. in a privileged init container)",
+                        current.trim()
+                    )
+                });
+            }
+        }
     }
     Ok(())
 }

@@ -11,13 +11,26 @@ use super::wire::{self, DecodeError, IfInfoMsg, MessageBuilder, flags, kind};
 pub type MacAddr = [u8; 6];
 
 /// `IFLA_*` attribute types.
+/// Per-interface IPv4 settings ([`Netlink::set_ipv4_conf`]): the kernel's `IPV4_DEVCONF_*`
+/// indices (include/uapi/linux/ip.h).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u16)]
+pub enum Ipv4Conf {
+    Forwarding = 1,
+    RpFilter = 8,
+    AcceptLocal = 23,
+}
+
 mod ifla {
     pub const ADDRESS: u16 = 1;
     pub const IFNAME: u16 = 3;
     pub const MTU: u16 = 4;
     pub const OPERSTATE: u16 = 16;
     pub const LINKINFO: u16 = 18;
+    pub const AF_SPEC: u16 = 26;
     pub const NET_NS_FD: u16 = 28;
+    /// Inside IFLA_AF_SPEC / AF_INET.
+    pub const INET_CONF: u16 = 1;
     pub const EXT_MASK: u16 = 29;
     pub const NUM_TX_QUEUES: u16 = 31;
     pub const NUM_RX_QUEUES: u16 = 32;
@@ -344,6 +357,33 @@ impl Netlink {
         let mut request = link_request(kind::RTM_SETLINK, 0, &link, 0, 0);
         request.attr_u32(ifla::MTU, mtu);
         self.execute(request, "RTM_SETLINK", &format!("link {link} mtu {mtu}"))
+    }
+
+    /// Sets per-interface IPv4 settings (`net.ipv4.conf.<link>.*`, see [`Ipv4Conf`]) through
+    /// rtnetlink (`IFLA_AF_SPEC`/`AF_INET`/`IFLA_INET_CONF`), which needs CAP_NET_ADMIN but
+    /// not a writable `/proc/sys` (container runtimes mount it read-only).
+    pub fn set_ipv4_conf(
+        &mut self,
+        link: impl Into<LinkId>,
+        conf: &[(Ipv4Conf, u32)],
+    ) -> Result<()> {
+        let link = link.into();
+        let mut request = link_request(kind::RTM_SETLINK, 0, &link, 0, 0);
+        let spec = request.begin_nest(ifla::AF_SPEC);
+        let inet = request.begin_nest(libc::AF_INET as u16);
+        let values = request.begin_nest(ifla::INET_CONF);
+        for (key, value) in conf {
+            request.attr_u32(*key as u16, *value);
+        }
+        request.end_nest(values);
+        request.end_nest(inet);
+        request.end_nest(spec);
+        let names: Vec<String> = conf.iter().map(|(k, v)| format!("{k:?}={v}")).collect();
+        self.execute(
+            request,
+            "RTM_SETLINK",
+            &format!("link {link} ipv4 conf {}", names.join(",")),
+        )
     }
 
     pub fn set_mac(&mut self, link: impl Into<LinkId>, mac: MacAddr) -> Result<()> {

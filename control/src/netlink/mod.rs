@@ -45,7 +45,7 @@ pub mod wire;
 pub use address::AddressInfo;
 pub use bridge::BridgeConfig;
 pub use error::{Error, Result};
-pub use link::{IFF_LOWER_UP, IFF_UP, LinkId, LinkInfo, MacAddr, OperState, VethConfig};
+pub use link::{IFF_LOWER_UP, IFF_UP, Ipv4Conf, LinkId, LinkInfo, MacAddr, OperState, VethConfig};
 pub use neighbour::{NTF_EXT_MANAGED, Neighbour, NudState};
 pub use resolver::{NeighbourResolver, NextHop};
 pub use route::{PROTOCOL_STATIC, Route, RouteScope, RouteType, TABLE_MAIN};
