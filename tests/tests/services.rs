@@ -15,6 +15,8 @@
 //! - eTP=Local: only the local backend, which sees the outside client's own address; the
 //!   health check node port answers 200 with a local endpoint and 503 without;
 //! - UDP request/response (DNS-like) through a ClusterIP;
+//! - host-network endpoints (a node IP): this node's kernel, and node b through the underlay;
+//! - a service without endpoints refuses a connection at once (RST);
 //! - sessionAffinity: ClientIP pins a client to one backend;
 //! - hairpin: a pod reaching itself through its service;
 //! - egress masquerade: a pod reaching the outside host arrives from the node's address;
@@ -55,6 +57,9 @@ const STICKY_VIP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 20);
 const HAIRPIN_VIP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 30);
 const FLOW_VIP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 40);
 const DNS_VIP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 53);
+const HOST_A_VIP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 60);
+const HOST_B_VIP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 61);
+const EMPTY_VIP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 70);
 const LB_IP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
 const LOCAL_LB_IP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 11);
 const NODE_PORT: u16 = 30080;
@@ -386,6 +391,9 @@ impl Cluster {
         let hairpin_vip = format!("clusterIP: {HAIRPIN_VIP}");
         let flow_vip = format!("clusterIP: {FLOW_VIP}");
         let dns_vip = format!("clusterIP: {DNS_VIP}");
+        let host_a_vip = format!("clusterIP: {HOST_A_VIP}");
+        let host_b_vip = format!("clusterIP: {HOST_B_VIP}");
+        let empty_vip = format!("clusterIP: {EMPTY_VIP}");
         let local_health = format!("healthCheckNodePort: {HEALTH_PORT}");
         let remote_health = format!("healthCheckNodePort: {REMOTE_ONLY_HEALTH_PORT}");
         let services = [
@@ -453,6 +461,25 @@ impl Cluster {
                 target: DNS_PORT,
                 proto: "UDP",
                 endpoints: &[(WEB_A2, "a"), (web_b, "b")],
+                ..Svc::web(&all)
+            },
+            // Host-network endpoints (the API server's, hostNetwork pods): the nodes' own IPs.
+            Svc {
+                name: "host-a",
+                spec: &[&host_a_vip],
+                endpoints: &[(a_ip, "a")],
+                ..Svc::web(&all)
+            },
+            Svc {
+                name: "host-b",
+                spec: &[&host_b_vip],
+                endpoints: &[(b_ip, "b")],
+                ..Svc::web(&all)
+            },
+            Svc {
+                name: "empty",
+                spec: &[&empty_vip],
+                endpoints: &[],
                 ..Svc::web(&all)
             },
             Svc {
@@ -592,6 +619,9 @@ fn services_from_pods_the_outside_and_through_changes() {
         Servers::start(c.pod("web-a1"), "web-a1", WEB_A1),
         Servers::start(c.pod("web-a2"), "web-a2", WEB_A2),
         Servers::start(&c.web_b.netns, "web-b", c.web_b.ip),
+        // hostNetwork servers, in the nodes' own namespaces.
+        Servers::start(&c.a.netns, "host-a", c.a.ip),
+        Servers::start(c.b.netns(), "host-b", c.b.node_ip()),
     ];
     let a_ip = c.a.ip.to_string();
     let outside_ip = c.outside.ip.to_string();
@@ -667,6 +697,22 @@ fn services_from_pods_the_outside_and_through_changes() {
         answered.iter().all(|n| n == "web-a2" || n == "web-b"),
         "{answered:?}"
     );
+
+    step("host-network endpoints");
+    // Host-network endpoints: on this node the host kernel answers, on b it is reached
+    // through the underlay; both see the pod.
+    for (to, name) in [(HOST_A_VIP, "host-a"), (HOST_B_VIP, "host-b")] {
+        let (who_answered, peer) = who(client, SocketAddrV4::new(to, 80));
+        assert_eq!(
+            (who_answered.as_str(), peer.as_str()),
+            (name, CLIENT.to_string().as_str())
+        );
+    }
+    // No endpoints: refused at once (a RST from the frontend), as kube-proxy's REJECT does.
+    let started = Instant::now();
+    let err = http_get(client, SocketAddrV4::new(EMPTY_VIP, 80)).unwrap_err();
+    assert!(err.contains("refused"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(1));
 
     step("Session affinity");
     // Session affinity: every connection of the client goes to one backend.
