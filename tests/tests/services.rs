@@ -15,7 +15,8 @@
 //! - eTP=Local: only the local backend, which sees the outside client's own address; the
 //!   health check node port answers 200 with a local endpoint and 503 without;
 //! - UDP request/response (DNS-like) through a ClusterIP;
-//! - host-network endpoints (a node IP): this node's kernel, and node b through the underlay;
+//! - host-network endpoints (a node IP): this node's kernel (seeing the pod), and node b
+//!   through the underlay (masqueraded, leaving the cluster network);
 //! - a service without endpoints refuses a connection at once (RST);
 //! - sessionAffinity: ClientIP pins a client to one backend;
 //! - hairpin: a pod reaching itself through its service;
@@ -699,13 +700,17 @@ fn services_from_pods_the_outside_and_through_changes() {
     );
 
     step("host-network endpoints");
-    // Host-network endpoints: on this node the host kernel answers, on b it is reached
-    // through the underlay; both see the pod.
-    for (to, name) in [(HOST_A_VIP, "host-a"), (HOST_B_VIP, "host-b")] {
+    // Host-network endpoints: on this node the host kernel answers and sees the pod; b is
+    // reached through the underlay, leaving the cluster network, so masqueraded (as flannel
+    // does after kube-proxy's DNAT).
+    for (to, name, sees) in [
+        (HOST_A_VIP, "host-a", CLIENT.to_string()),
+        (HOST_B_VIP, "host-b", a_ip.clone()),
+    ] {
         let (who_answered, peer) = who(client, SocketAddrV4::new(to, 80));
         assert_eq!(
             (who_answered.as_str(), peer.as_str()),
-            (name, CLIENT.to_string().as_str())
+            (name, sees.as_str())
         );
     }
     // No endpoints: refused at once (a RST from the frontend), as kube-proxy's REJECT does.

@@ -489,10 +489,20 @@ impl ServiceNat {
 const SNAT_TRIES: u32 = 16;
 
 /// Whether a new flow from `key.src` through `fe` to `backend` gets its source translated
-/// (kube-proxy's masquerade marks, see [`SourceNat`]).
+/// (kube-proxy's masquerade marks, see [`SourceNat`]; and, with masquerade on, a pod's flow
+/// whose backend is outside the cluster network but not this node, as flannel's masquerade
+/// rule does after kube-proxy's DNAT: a selector-less service pointing outside, a
+/// host-network endpoint on another node).
 #[inline]
 fn needs_snat(s: &SourceNat, fe: &Frontend, key: &FlowKey, backend: Backend) -> bool {
     if key.src == backend.addr {
+        return true;
+    }
+    if s.masquerade
+        && backend.addr != s.addr
+        && s.in_cluster(key.src)
+        && !s.in_cluster(backend.addr)
+    {
         return true;
     }
     match fe.kind {

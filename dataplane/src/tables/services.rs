@@ -332,7 +332,9 @@ fn backend_tag(addr: Ipv4Addr, port: u16) -> u64 {
 ///   this node;
 /// - to a ClusterIP from outside the cluster network (the host, a router);
 /// - to a backend that is its own client (hairpin), which would otherwise answer itself;
-/// - with [`masquerade`](Self::masquerade), from the cluster network to outside it (egress).
+/// - with [`masquerade`](Self::masquerade), from the cluster network to outside it (egress),
+///   also when a service sent it there (a backend outside the cluster network, other than
+///   this node).
 ///
 /// The node port is claimed per (backend, protocol) in the conntrack, from `ports`; the
 /// uplink must steer those ports on `addr` to the engine, and the node's own sockets must not

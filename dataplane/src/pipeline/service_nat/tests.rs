@@ -763,10 +763,18 @@ proptest! {
         udp_proto in any::<bool>(),
         no_udp_checksum in any::<bool>(),
         node_port in any::<bool>(),
+        (client_in_cluster, backend_in_cluster) in any::<(bool, bool)>(),
         payload in proptest::collection::vec(any::<u8>(), 0..300),
         reply_payload in proptest::collection::vec(any::<u8>(), 0..300),
     ) {
-        let (client, vip, backend) = (Ipv4Addr::from(client), Ipv4Addr::from(vip), Ipv4Addr::from(backend));
+        let (mut client, vip, mut backend) = (Ipv4Addr::from(client), Ipv4Addr::from(vip), Ipv4Addr::from(backend));
+        // Pods as often as not: the cluster network's rules apply to them.
+        if client_in_cluster {
+            client = Ipv4Addr::new(10, 244, 7, client.octets()[3]);
+        }
+        if backend_in_cluster {
+            backend = Ipv4Addr::new(10, 244, 8, backend.octets()[3]);
+        }
         prop_assume!(client != vip && client != backend && vip != backend);
         prop_assume!(![client, vip, backend].contains(&NODE_IP));
         // A client that is its own backend is hairpin, tested on its own.
@@ -799,8 +807,10 @@ proptest! {
         prop_assert!(matches!(v, Verdict::Forward(_)));
         let (src, sport, dst, dport) = tuple(&out);
         prop_assert_eq!((dst, dport), (backend, bport));
-        // Off-cluster clients are translated to the node on both kinds of frontend.
-        let translated = !snat_config().in_cluster(client) || node_port;
+        // Off-cluster clients are translated to the node on both kinds of frontend, and pods
+        // whose backend is off the cluster network are masqueraded.
+        let s = snat_config();
+        let translated = !s.in_cluster(client) || node_port || !s.in_cluster(backend);
         if translated {
             prop_assert_eq!(src, NODE_IP);
             prop_assert!(snat_config().has_port(sport));
@@ -1084,6 +1094,32 @@ fn pods_leaving_the_cluster_are_masqueraded() {
         1,
     );
     assert_eq!(tuple(&out[50..]).0, POD_A_IP);
+    // A service whose backend is outside the cluster network: masqueraded after the DNAT.
+    let mut b = Services::builder();
+    let set = b.add_set(Arc::new(BackendSet::new(&[be(OUTSIDE)], &[]).unwrap()));
+    b.add_frontend(
+        FrontendKey {
+            addr: VIP,
+            proto: L4Proto::Udp,
+            port: VPORT,
+        },
+        Frontend::new(FrontendKind::ClusterIp, set),
+    )
+    .unwrap();
+    let mut s = b.build();
+    s.set_source_nat(Some(snat_config()));
+    let ext = tables(s);
+    let (_, out) = run_at(&mut w1, &ext, POD_A, &udp(POD_A_IP, VIP, 7, VPORT, b"x"), 1);
+    let (src, sport, dst, _) = tuple(&out);
+    assert_eq!((src, dst), (NODE_IP, OUTSIDE));
+    let (_, back) = run_at(
+        &mut w1,
+        &ext,
+        UPLINK,
+        &udp(OUTSIDE, NODE_IP, BPORT, sport, b"y"),
+        1,
+    );
+    assert_eq!(tuple(&back), (VIP, VPORT, POD_A_IP, 7));
     // Off: pods leave with their own address.
     let mut services = (*t.services).clone();
     services.set_source_nat(Some(SourceNat {
