@@ -68,6 +68,39 @@ pub struct GeneratorConfig {
     pub core: Option<usize>,
     /// Queue the AF_XDP fallback binds to (its skbs enter the peer's RX queue of that index).
     pub queue: u32,
+    /// Frames per second to offer; None: as fast as the engine goes.
+    pub rate: Option<u64>,
+}
+
+/// Paces a sender to `rate` frames/s: [`wait`](Self::wait) before each chunk sleeps until the
+/// frames sent so far are due. Chunks are about a millisecond's worth, so the rate is exact
+/// over any window of a few milliseconds.
+#[derive(Debug)]
+pub struct Pacer {
+    rate: u64,
+    start: std::time::Instant,
+}
+
+impl Pacer {
+    pub fn new(rate: u64) -> Pacer {
+        Pacer {
+            rate: rate.max(1),
+            start: std::time::Instant::now(),
+        }
+    }
+
+    /// Frames per chunk: a millisecond's worth, at least 1, at most `max`.
+    pub fn chunk(&self, max: u32) -> u32 {
+        u32::try_from((self.rate / 1000).clamp(1, u64::from(max))).unwrap_or(max)
+    }
+
+    /// Sleeps until `sent` frames are due.
+    pub fn wait(&self, sent: u64) {
+        let due = std::time::Duration::from_secs_f64(sent as f64 / self.rate as f64);
+        if let Some(ahead) = due.checked_sub(self.start.elapsed()) {
+            std::thread::sleep(ahead);
+        }
+    }
 }
 
 /// A running generator; stop it with [`stop`](Self::stop) (dropping it leaves the thread
@@ -188,15 +221,22 @@ fn live_loop(
         }
     };
     let _ = ready.send(Ok(()));
+    let pacer = cfg.rate.map(Pacer::new);
+    let repeat = pacer.as_ref().map_or(LIVE_REPEAT, |p| p.chunk(LIVE_REPEAT));
+    let mut mine = 0u64;
     while !stop.load(Ordering::Relaxed) {
         for g in &gens {
-            match g.send(LIVE_REPEAT) {
+            if let Some(p) = &pacer {
+                p.wait(mine);
+            }
+            match g.send(repeat) {
                 Ok(()) => {}
                 // A signal cut the call short; how far it got is unknown, so count nothing.
                 Err(e) if e.errno() == Some(libc::EINTR) => continue,
                 Err(e) => return Err(e).context("BPF_PROG_TEST_RUN (live frames)"),
             }
-            sent.fetch_add(u64::from(LIVE_REPEAT), Ordering::Relaxed);
+            mine += u64::from(repeat);
+            sent.fetch_add(u64::from(repeat), Ordering::Relaxed);
         }
     }
     Ok(())
@@ -216,8 +256,14 @@ fn xsk_loop(
         }
     };
     let _ = ready.send(Ok(()));
+    let pacer = cfg.rate.map(Pacer::new);
+    let mut mine = 0u64;
     while !stop.load(Ordering::Relaxed) {
+        if let Some(p) = &pacer {
+            p.wait(mine);
+        }
         let done = tx.step()?;
+        mine += done;
         sent.fetch_add(done, Ordering::Relaxed);
     }
     Ok(())

@@ -10,8 +10,8 @@ use kxdp_bench::generator::{GeneratorChoice, GeneratorKind};
 use kxdp_bench::machine::Machine;
 use kxdp_bench::report::{Report, ScenarioReport};
 use kxdp_bench::scenario::{
-    RunOptions, Spec, Timing, decap::Decap, forward::Forward, nat::Nat, nat_overlay::NatOverlay,
-    overlay::Overlay, runner, scaling,
+    Proto, RunOptions, Spec, Timing, decap::Decap, forward::Forward, nat::Nat,
+    nat_overlay::NatOverlay, overlay::Overlay, runner, scaling,
 };
 
 #[derive(Debug, Parser)]
@@ -38,6 +38,9 @@ enum Command {
     Decap(ScenarioArgs),
     /// Every scenario in turn.
     All(ScenarioArgs),
+    /// ClusterIP DNAT with few and with many services in the tables (kxdp: 10 vs 100k by
+    /// default; the kernel path up to --kernel-max-services).
+    ManyServices(ManyArgs),
     /// One scenario at several worker counts (w workers use cores 0..2w).
     Scaling(ScalingArgs),
 }
@@ -58,6 +61,18 @@ struct ScalingArgs {
     workers: Vec<usize>,
     #[arg(long, value_enum, default_value_t = ScenarioName::Forward)]
     scenario: ScenarioName,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Debug, clap::Args)]
+struct ManyArgs {
+    /// Services in the tables for the first measurement.
+    #[arg(long, default_value_t = 10)]
+    few: u32,
+    /// Services in the tables for the second (10 backends each besides the measured two).
+    #[arg(long, default_value_t = 100_000)]
+    many: u32,
     #[command(flatten)]
     common: Common,
 }
@@ -93,6 +108,16 @@ struct Common {
     /// and the nftables ruleset (nft takes long to load tens of thousands).
     #[arg(long, default_value_t = 0)]
     services: u32,
+    /// Kernel NAT path: not measured with more services than this (nft needs minutes to load
+    /// kube-proxy's ruleset for ten thousand services; see bench/README.md).
+    #[arg(long, default_value_t = 20_000)]
+    kernel_max_services: u32,
+    /// L4 protocol of the load frames (TCP: ACK segments, as mid-connection).
+    #[arg(long, value_enum, default_value_t = ProtoArg::Udp)]
+    proto: ProtoArg,
+    /// Offered frames per second per generator thread (default: as fast as it goes).
+    #[arg(long)]
+    rate: Option<u64>,
     /// Latency probes per second beside the load (0: none).
     #[arg(long, default_value_t = 1000)]
     probe_rate: u32,
@@ -111,6 +136,12 @@ struct Common {
     /// Write an SVG chart here (default: bench/out/<command>.svg).
     #[arg(long)]
     plot: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ProtoArg {
+    Udp,
+    Tcp,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -175,6 +206,10 @@ fn run(cli: Cli) -> Result<bool> {
             let (reports, ok) = run_each(&names, &a, cpus)?;
             ("all", a.common, reports, ok)
         }
+        Command::ManyServices(m) => {
+            let (reports, ok) = many_services(&m, cpus)?;
+            ("many-services", m.common, reports, ok)
+        }
         Command::Forward(c) => one("forward", ScenarioName::Forward, c, cpus)?,
         Command::Nat(c) => one("nat", ScenarioName::Nat, c, cpus)?,
         Command::Overlay(c) => one("overlay", ScenarioName::Overlay, c, cpus)?,
@@ -233,6 +268,28 @@ fn run_each(
     Ok((reports, ok))
 }
 
+/// `nat` with `few` and then `many` services in the tables (the measured and the probe
+/// service count among them).
+fn many_services(m: &ManyArgs, cpus: usize) -> Result<(Vec<ScenarioReport>, bool)> {
+    let mut reports = Vec::new();
+    let mut ok = true;
+    for total in [m.few, m.many] {
+        let mut o = options(&m.common, 1, cpus)?;
+        o.extra_services = total.saturating_sub(2);
+        match runner::run(&Nat, &o) {
+            Ok(mut r) => {
+                r.scenario = format!("nat, {total} services");
+                reports.push(r);
+            }
+            Err(e) => {
+                eprintln!("kxdp-bench: nat with {total} services failed: {e:#}");
+                ok = false;
+            }
+        }
+    }
+    Ok((reports, ok))
+}
+
 fn options(c: &Common, workers: usize, cpus: usize) -> Result<RunOptions> {
     if !(c.duration > 0.0 && c.warmup >= 0.0 && c.runs > 0 && c.flows > 0 && workers > 0) {
         bail!("--duration, --runs, --flows and --workers must be positive, --warmup not negative");
@@ -271,6 +328,12 @@ fn options(c: &Common, workers: usize, cpus: usize) -> Result<RunOptions> {
         },
         probe_rate: c.probe_rate,
         extra_services: c.services,
+        kernel_max_services: c.kernel_max_services,
+        proto: match c.proto {
+            ProtoArg::Udp => Proto::Udp,
+            ProtoArg::Tcp => Proto::Tcp,
+        },
+        rate: c.rate,
     })
 }
 

@@ -47,6 +47,10 @@ pub struct Setup {
     /// Extra services loaded into the tables and the ruleset (`--services`), if the scenario
     /// has services.
     pub extra_services: Option<u32>,
+    /// L4 protocol of the load frames.
+    pub proto: crate::scenario::Proto,
+    /// Offered load per generator thread, frames/s; None: as fast as it can.
+    pub rate_per_thread: Option<u64>,
     pub generator: GeneratorKind,
     pub generator_cores: Vec<usize>,
     /// The cores the node's work is pinned to (kxdp workers, node NAPI threads).
@@ -234,9 +238,10 @@ impl ScenarioReport {
         let u = &self.setup;
         let _ = writeln!(
             out,
-            "scenario {}: {} B frames in ({} B on the wire, {} B delivered), {} flow(s), {} \
-             worker(s){}, median of {} x {:.0} s after {:.0} s warm-up",
+            "scenario {}: {} {} B frames in ({} B on the wire, {} B delivered), {} flow(s), {} \
+             worker(s){}{}, median of {} x {:.0} s after {:.0} s warm-up",
             self.scenario,
+            u.proto.name().to_uppercase(),
             u.frame_bytes,
             u.wire_bytes,
             u.delivered_wire_bytes,
@@ -244,6 +249,9 @@ impl ScenarioReport {
             u.workers,
             u.extra_services
                 .map_or(String::new(), |n| format!(", {n} extra services")),
+            u.rate_per_thread.map_or(String::new(), |r| format!(
+                ", offered {r} frames/s per thread"
+            )),
             u.runs,
             u.duration_s,
             u.warmup_s

@@ -16,7 +16,7 @@ use kxdp_dataplane::tables::Overlay as OverlayTable;
 use kxdp_dataplane::{PortId, Tables};
 
 use super::forward::routed_prefixes;
-use super::frames::{Endpoint, VXLAN_BYTES, udp, vxlan};
+use super::frames::{Endpoint, Proto, VXLAN_BYTES, l4, vxlan};
 use super::overlay::{
     self, NODE_VTEP_IP, NODE_VTEP_MAC, NODE_VXLAN, REMOTE_POD_NET, REMOTE_VTEP_MAC, RemoteNode,
     VNI, VXLAN_PORT,
@@ -67,8 +67,15 @@ impl Spec for Decap {
         Ok(())
     }
 
-    fn load_frame(&self, t: &Topology, src_port: u16, frame_bytes: usize) -> Result<Vec<u8>> {
-        let inner = udp(
+    fn load_frame(
+        &self,
+        t: &Topology,
+        proto: Proto,
+        src_port: u16,
+        frame_bytes: usize,
+    ) -> Result<Vec<u8>> {
+        let inner = l4(
+            proto,
             Endpoint {
                 mac: REMOTE_VTEP_MAC,
                 ip: REMOTE_POD_SRC,

@@ -9,7 +9,7 @@ use af_xdp::bpf::DstKind;
 use anyhow::Result;
 use kxdp_dataplane::Tables;
 
-use super::frames::{Endpoint, udp};
+use super::frames::{Endpoint, Proto, l4};
 use super::{BLACKHOLE_IN_SINK, PROBE_PORT, RunOptions, Spec, base_tables};
 use crate::topology::{GEN_NET, SINK_NET, Topology};
 
@@ -38,8 +38,15 @@ impl Spec for Forward {
         "forward"
     }
 
-    fn load_frame(&self, t: &Topology, src_port: u16, frame_bytes: usize) -> Result<Vec<u8>> {
-        udp(
+    fn load_frame(
+        &self,
+        t: &Topology,
+        proto: Proto,
+        src_port: u16,
+        frame_bytes: usize,
+    ) -> Result<Vec<u8>> {
+        l4(
+            proto,
             from_generator(t),
             via_node(t, BLACKHOLE_IN_SINK),
             src_port,

@@ -4,8 +4,70 @@ use std::net::Ipv4Addr;
 
 use anyhow::{Context, Result, ensure};
 
+/// Ethernet + IPv4 headers.
+const L3_HEADERS: usize = 14 + 20;
+
+/// The L4 protocol of the load frames (`--proto`); latency probes are always UDP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Proto {
+    #[default]
+    Udp,
+    /// Segments with ACK set, as in the middle of a connection (no handshake: the kernel's
+    /// conntrack picks them up with `nf_conntrack_tcp_loose`, kxdp's as a new flow).
+    Tcp,
+}
+
+impl Proto {
+    /// As nftables and kube-proxy spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Proto::Udp => "udp",
+            Proto::Tcp => "tcp",
+        }
+    }
+}
+
+/// A `proto` frame `src` → `dst` of exactly `frame_bytes` (without FCS; at least 60), TTL 64,
+/// checksums valid, zero payload.
+pub fn l4(
+    proto: Proto,
+    src: Endpoint,
+    dst: Endpoint,
+    src_port: u16,
+    dst_port: u16,
+    frame_bytes: usize,
+) -> Result<Vec<u8>> {
+    match proto {
+        Proto::Udp => udp(src, dst, src_port, dst_port, frame_bytes),
+        Proto::Tcp => tcp(src, dst, src_port, dst_port, frame_bytes),
+    }
+}
+
+/// A TCP segment (ACK, window 65535) `src` → `dst` of exactly `frame_bytes`.
+pub fn tcp(
+    src: Endpoint,
+    dst: Endpoint,
+    src_port: u16,
+    dst_port: u16,
+    frame_bytes: usize,
+) -> Result<Vec<u8>> {
+    ensure!(
+        (MIN_FRAME..=1514).contains(&frame_bytes),
+        "frame of {frame_bytes} bytes: need 60..=1514"
+    );
+    let b = etherparse::PacketBuilder::ethernet2(src.mac, dst.mac)
+        .ipv4(src.ip.octets(), dst.ip.octets(), 64)
+        .tcp(src_port, dst_port, 1, 65535)
+        .ack(1);
+    let payload = vec![0u8; frame_bytes - L3_HEADERS - 20];
+    let mut v = Vec::with_capacity(frame_bytes);
+    b.write(&mut v, &payload).context("building a TCP frame")?;
+    Ok(v)
+}
+
 /// Ethernet + IPv4 + UDP headers.
-const HEADERS: usize = 14 + 20 + 8;
+const HEADERS: usize = L3_HEADERS + 8;
 /// What VXLAN adds in front of an inner frame: outer Ethernet, IPv4, UDP, VXLAN headers.
 pub const VXLAN_BYTES: usize = 14 + 20 + 8 + 8;
 /// The shortest frame without FCS (60 + 4 = 64 on the wire).
@@ -90,6 +152,27 @@ mod tests {
             assert_eq!((u.source_port(), u.destination_port()), (10_000, 80));
         }
         assert!(udp(ep(1), ep(2), 1, 2, 59).is_err());
+    }
+
+    #[test]
+    fn tcp_frames_have_the_asked_size_and_valid_checksums() {
+        for n in [60, 64, 1514] {
+            let f = l4(Proto::Tcp, ep(1), ep(2), 10_000, 80, n).unwrap();
+            assert_eq!(f.len(), n);
+            let p = etherparse::SlicedPacket::from_ethernet(&f).unwrap();
+            let Some(etherparse::NetSlice::Ipv4(ip)) = &p.net else {
+                panic!("not IPv4")
+            };
+            let Some(etherparse::TransportSlice::Tcp(t)) = &p.transport else {
+                panic!("not TCP")
+            };
+            let h = t.to_header();
+            assert!(h.ack);
+            let want = h
+                .calc_checksum_ipv4(&ip.header().to_header(), t.payload())
+                .unwrap();
+            assert_eq!(h.checksum, want);
+        }
     }
 
     #[test]

@@ -35,6 +35,7 @@ use kxdp_dataplane::{NextHop, PortId, Route, Tables};
 use crate::cpu::CoreTimes;
 use crate::generator::GeneratorChoice;
 use crate::topology::{GEN_NET, SINK_NET, Topology};
+pub use frames::Proto;
 
 /// How long and how often to measure.
 #[derive(Debug, Clone, Copy)]
@@ -63,6 +64,13 @@ pub struct RunOptions {
     pub probe_rate: u32,
     /// Services with 10 backends each loaded besides the measured one (nat scenarios).
     pub extra_services: u32,
+    /// The kernel NAT path is not measured above this many services (nft's load time grows
+    /// quadratically with kube-proxy's ruleset: about 4.5 min for 10k services here).
+    pub kernel_max_services: u32,
+    /// L4 protocol of the load frames.
+    pub proto: Proto,
+    /// Offered load per generator thread, frames/s (None: as fast as it can).
+    pub rate: Option<u64>,
 }
 
 impl RunOptions {
@@ -97,8 +105,15 @@ pub trait Spec {
         Ok(())
     }
 
-    /// The load frame of one flow: `frame_bytes` is the pod-side frame (without FCS).
-    fn load_frame(&self, t: &Topology, src_port: u16, frame_bytes: usize) -> Result<Vec<u8>>;
+    /// The load frame of one flow: `frame_bytes` is the pod-side frame (without FCS), its
+    /// L4 protocol `proto`.
+    fn load_frame(
+        &self,
+        t: &Topology,
+        proto: Proto,
+        src_port: u16,
+        frame_bytes: usize,
+    ) -> Result<Vec<u8>>;
 
     /// Where the generator namespace's UDP probe socket sends (bound to `probe_src`); the sink
     /// receives on [`PROBE_PORT`].

@@ -19,7 +19,7 @@ use kxdp_dataplane::{
 };
 
 use super::forward::{from_generator, routed_prefixes, via_node};
-use super::frames::udp;
+use super::frames::{Proto, l4};
 use super::runner::progress;
 use super::{BLACKHOLE_IN_SINK, PROBE_PORT, RunOptions, Spec, base_tables};
 use crate::nft::{self, Applied, NatService};
@@ -48,14 +48,23 @@ pub struct Nat;
 
 /// The measured service to `load_backend`, the probe service to `probe_backend`, and `extra`
 /// services with 10 backends each.
-pub fn services(load_backend: Ipv4Addr, probe_backend: Ipv4Addr, extra: u32) -> Vec<NatService> {
-    let one = |vip, backend| NatService {
+pub fn services(
+    proto: Proto,
+    load_backend: Ipv4Addr,
+    probe_backend: Ipv4Addr,
+    extra: u32,
+) -> Vec<NatService> {
+    let one = |vip, proto: Proto, backend| NatService {
         vip,
-        proto: "udp",
+        proto: proto.name(),
         port: SERVICE_PORT,
         endpoints: vec![(backend, BACKEND_PORT)],
     };
-    let mut v = vec![one(VIP_LOAD, load_backend), one(VIP_PROBE, probe_backend)];
+    // The probes are UDP whatever the load is.
+    let mut v = vec![
+        one(VIP_LOAD, proto, load_backend),
+        one(VIP_PROBE, Proto::Udp, probe_backend),
+    ];
     v.extend((0..extra.min(MAX_EXTRA_SERVICES)).map(|i| {
         NatService {
             vip: Ipv4Addr::from_bits(EXTRA_VIP_BASE + i),
@@ -86,7 +95,11 @@ pub fn kxdp_services(list: &[NatService]) -> Result<Services> {
         let set = b.add_set(Arc::new(BackendSet::new(&backends, &[])?));
         let key = FrontendKey {
             addr: s.vip,
-            proto: L4Proto::Udp,
+            proto: if s.proto == "tcp" {
+                L4Proto::Tcp
+            } else {
+                L4Proto::Udp
+            },
             port: s.port,
         };
         b.add_frontend(key, Frontend::new(FrontendKind::ClusterIp, set))?;
@@ -95,8 +108,14 @@ pub fn kxdp_services(list: &[NatService]) -> Result<Services> {
 }
 
 /// The load frame to the measured VIP.
-pub fn load_frame(t: &Topology, src_port: u16, frame_bytes: usize) -> Result<Vec<u8>> {
-    udp(
+pub fn load_frame(
+    t: &Topology,
+    proto: Proto,
+    src_port: u16,
+    frame_bytes: usize,
+) -> Result<Vec<u8>> {
+    l4(
+        proto,
         from_generator(t),
         via_node(t, VIP_LOAD),
         src_port,
@@ -106,7 +125,21 @@ pub fn load_frame(t: &Topology, src_port: u16, frame_bytes: usize) -> Result<Vec
 }
 
 /// Kernel path: forwarding on, the ruleset loaded (or unavailable without nft).
-pub fn kernel_up(t: &Topology, scenario: &str, list: &[NatService]) -> Result<Option<String>> {
+pub fn kernel_up(
+    t: &Topology,
+    o: &RunOptions,
+    scenario: &str,
+    list: &[NatService],
+) -> Result<Option<String>> {
+    if list.len() > o.kernel_max_services as usize {
+        return Ok(Some(format!(
+            "not measured with {} services: nft's load time for kube-proxy's ruleset grows \
+             quadratically (about 4.5 min for 10k services on the 2-vCPU VM); \
+             --kernel-max-services {} allows it",
+            list.len(),
+            list.len()
+        )));
+    }
     let rules = nft::ruleset(list);
     let started = Instant::now();
     match nft::apply(&t.node, &rules).context("loading the kube-proxy-style ruleset")? {
@@ -146,8 +179,14 @@ impl Spec for Nat {
         true
     }
 
-    fn load_frame(&self, t: &Topology, src_port: u16, frame_bytes: usize) -> Result<Vec<u8>> {
-        load_frame(t, src_port, frame_bytes)
+    fn load_frame(
+        &self,
+        t: &Topology,
+        proto: Proto,
+        src_port: u16,
+        frame_bytes: usize,
+    ) -> Result<Vec<u8>> {
+        load_frame(t, proto, src_port, frame_bytes)
     }
 
     fn probe_dst(&self) -> SocketAddrV4 {
@@ -159,8 +198,8 @@ impl Spec for Nat {
     }
 
     fn kernel_up(&self, t: &Topology, o: &RunOptions) -> Result<Option<String>> {
-        let list = services(BLACKHOLE_IN_SINK, t.sink_if.ipv4, o.extra_services);
-        kernel_up(t, self.name(), &list)
+        let list = services(o.proto, BLACKHOLE_IN_SINK, t.sink_if.ipv4, o.extra_services);
+        kernel_up(t, o, self.name(), &list)
     }
 
     fn kernel_down(&self, t: &Topology) -> Result<()> {
@@ -172,7 +211,7 @@ impl Spec for Nat {
     }
 
     fn tables(&self, t: &Topology, o: &RunOptions) -> Result<Tables> {
-        let list = services(BLACKHOLE_IN_SINK, t.sink_if.ipv4, o.extra_services);
+        let list = services(o.proto, BLACKHOLE_IN_SINK, t.sink_if.ipv4, o.extra_services);
         Ok(base_tables(t).with_services(kxdp_services(&list)?))
     }
 
@@ -190,7 +229,12 @@ mod tests {
 
     #[test]
     fn extra_services_have_ten_backends_and_stay_in_the_service_cidr() {
-        let list = services(BLACKHOLE_IN_SINK, Ipv4Addr::new(10, 200, 2, 2), 1000);
+        let list = services(
+            Proto::Udp,
+            BLACKHOLE_IN_SINK,
+            Ipv4Addr::new(10, 200, 2, 2),
+            1000,
+        );
         assert_eq!(list.len(), 1002);
         assert_eq!(list[0].endpoints, [(BLACKHOLE_IN_SINK, 8080)]);
         assert!(list[2..].iter().all(|s| s.endpoints.len() == 10));

@@ -10,7 +10,7 @@ use anyhow::Result;
 use kxdp_dataplane::Tables;
 
 use super::forward::routed_prefixes;
-use super::frames::VXLAN_BYTES;
+use super::frames::{Proto, VXLAN_BYTES};
 use super::nat::{self, SERVICE_NET, SERVICE_PORT, VIP_PROBE};
 use super::overlay::{self, CLUSTER_NET, REMOTE_POD, SINK_POD};
 use super::{RunOptions, Spec, base_tables};
@@ -37,8 +37,14 @@ impl Spec for NatOverlay {
         overlay::sink_receives_probes(t)
     }
 
-    fn load_frame(&self, t: &Topology, src_port: u16, frame_bytes: usize) -> Result<Vec<u8>> {
-        nat::load_frame(t, src_port, frame_bytes)
+    fn load_frame(
+        &self,
+        t: &Topology,
+        proto: Proto,
+        src_port: u16,
+        frame_bytes: usize,
+    ) -> Result<Vec<u8>> {
+        nat::load_frame(t, proto, src_port, frame_bytes)
     }
 
     fn probe_dst(&self) -> SocketAddrV4 {
@@ -53,8 +59,8 @@ impl Spec for NatOverlay {
     }
 
     fn kernel_up(&self, t: &Topology, o: &RunOptions) -> Result<Option<String>> {
-        let list = nat::services(REMOTE_POD, SINK_POD, o.extra_services);
-        if let Some(why) = nat::kernel_up(t, self.name(), &list)? {
+        let list = nat::services(o.proto, REMOTE_POD, SINK_POD, o.extra_services);
+        if let Some(why) = nat::kernel_up(t, o, self.name(), &list)? {
             return Ok(Some(why));
         }
         overlay::kernel_encap_up(t)?;
@@ -71,7 +77,7 @@ impl Spec for NatOverlay {
     }
 
     fn tables(&self, t: &Topology, o: &RunOptions) -> Result<Tables> {
-        let list = nat::services(REMOTE_POD, SINK_POD, o.extra_services);
+        let list = nat::services(o.proto, REMOTE_POD, SINK_POD, o.extra_services);
         Ok(overlay::encap_tables(t, base_tables(t)).with_services(nat::kxdp_services(&list)?))
     }
 

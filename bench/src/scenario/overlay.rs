@@ -17,7 +17,7 @@ use kxdp_dataplane::tables::TunnelSpec;
 use kxdp_dataplane::{PortId, Route, Tables};
 
 use super::forward::{from_generator, routed_prefixes, via_node};
-use super::frames::{VXLAN_BYTES, udp};
+use super::frames::{Proto, VXLAN_BYTES, l4};
 use super::{BLACKHOLE_IN_SINK, OTHERHOST_MAC, PROBE_PORT, RunOptions, Spec, base_tables};
 use crate::netns::Netns;
 use crate::topology::{Iface, Topology};
@@ -177,8 +177,15 @@ impl Spec for Overlay {
         sink_receives_probes(t)
     }
 
-    fn load_frame(&self, t: &Topology, src_port: u16, frame_bytes: usize) -> Result<Vec<u8>> {
-        udp(
+    fn load_frame(
+        &self,
+        t: &Topology,
+        proto: Proto,
+        src_port: u16,
+        frame_bytes: usize,
+    ) -> Result<Vec<u8>> {
+        l4(
+            proto,
             from_generator(t),
             via_node(t, REMOTE_POD),
             src_port,

@@ -83,7 +83,7 @@ pub fn run(spec: &dyn Spec, o: &RunOptions) -> Result<ScenarioReport> {
                 .ok()
                 .and_then(|i| FIRST_SRC_PORT.checked_add(i))
                 .context("too many flows for distinct source ports")?;
-            spec.load_frame(&t, port, o.frame_bytes())
+            spec.load_frame(&t, o.proto, port, o.frame_bytes())
         })
         .collect::<Result<_>>()?;
     ensure!(
@@ -222,6 +222,8 @@ pub fn run(spec: &dyn Spec, o: &RunOptions) -> Result<ScenarioReport> {
             flows: o.flows,
             workers: o.workers,
             extra_services: spec.has_services().then_some(o.extra_services),
+            proto: o.proto,
+            rate_per_thread: o.rate,
             generator,
             generator_cores: o.gen_cores.clone(),
             node_cores: o.node_cores.clone(),
@@ -420,6 +422,7 @@ impl Ctx<'_> {
                 templates: self.templates.clone(),
                 core: Some(core),
                 queue: u32::try_from(i).unwrap_or(0),
+                rate: self.o.rate,
             };
             let g = match Generator::start(&self.t.generator, &cfg, self.choice) {
                 Ok(g) => g,
