@@ -12,6 +12,9 @@
 //! - [`nft`]: the kube-proxy-style nftables ruleset of the kernel NAT baseline.
 //! - [`generator`]: generator threads inside the generator namespace, live frames or the
 //!   AF_XDP fallback ([`livegen`], [`xskgen`]).
+//! - [`pktgen`]: `kxdp-bench pktgen`, the generator alone (UDP/TCP, IPv4/IPv6, VXLAN, flows,
+//!   sizes, rate, threads) into a counting receiver; [`kpktgen`] drives the kernel's pktgen
+//!   module where it exists.
 //! - [`latency`]: the probe stream and its HdrHistogram.
 //! - [`napi`]: threaded veth NAPI with pinned kernel threads, so each core's work is chosen.
 //! - [`cpu`]: core busy time, thread run time, pinning.
@@ -20,6 +23,7 @@
 
 pub mod cpu;
 pub mod generator;
+pub mod kpktgen;
 pub mod latency;
 pub mod livegen;
 pub mod machine;
@@ -28,6 +32,7 @@ pub mod netlink_raw;
 pub mod netns;
 pub mod nft;
 pub mod offload;
+pub mod pktgen;
 pub mod plot;
 pub mod report;
 pub mod scenario;

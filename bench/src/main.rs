@@ -43,6 +43,48 @@ enum Command {
     ManyServices(ManyArgs),
     /// One scenario at several worker counts (w workers use cores 0..2w).
     Scaling(ScalingArgs),
+    /// The generator alone into a counting receiver (no node): what it offers.
+    Pktgen(PktgenArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct PktgenArgs {
+    /// Transmit engine: live (XDP live frames), af-xdp, kernel (the pktgen module), auto
+    /// (live, else af-xdp).
+    #[arg(long, value_enum, default_value_t = EngineArg::Auto)]
+    engine: EngineArg,
+    #[arg(long, value_enum, default_value_t = ProtoArg::Udp)]
+    proto: ProtoArg,
+    /// IPv6 instead of IPv4.
+    #[arg(long)]
+    ipv6: bool,
+    /// Inside VXLAN (outer IPv4/UDP 8472, VNI 1; adds 50 bytes).
+    #[arg(long)]
+    vxlan: bool,
+    #[arg(long, default_value_t = 1)]
+    flows: usize,
+    /// Frame size on the wire with FCS (before VXLAN).
+    #[arg(long, default_value_t = 64)]
+    size: usize,
+    /// Frames per second per thread (default: as fast as it goes).
+    #[arg(long)]
+    rate: Option<u64>,
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Seconds to measure (after 1 s of warm-up).
+    #[arg(long, default_value_t = 5.0)]
+    duration: f64,
+    /// Write the report as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum EngineArg {
+    Auto,
+    Live,
+    AfXdp,
+    Kernel,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -189,6 +231,7 @@ fn run(cli: Cli) -> Result<bool> {
     let cpus = kxdp_bench::cpu::online_cpus()?;
     let machine = Machine::probe();
     let (label, common, reports, ok) = match cli.command {
+        Command::Pktgen(p) => return pktgen(&p, cpus),
         Command::Scaling(args) => {
             let o = options(&args.common, 1, cpus)?;
             let spec = spec_of(args.scenario);
@@ -236,6 +279,48 @@ fn run(cli: Cli) -> Result<bool> {
     kxdp_bench::plot::write_svg(&report, &plot)?;
     println!("plot: {}", plot.display());
     Ok(ok)
+}
+
+/// `kxdp-bench pktgen`: prints the table, writes the JSON if asked.
+fn pktgen(p: &PktgenArgs, cpus: usize) -> Result<bool> {
+    use kxdp_bench::pktgen::{Engine, PktgenOptions};
+    if p.duration.is_nan() || p.duration <= 0.0 {
+        bail!("--duration must be positive");
+    }
+    let o = PktgenOptions {
+        engine: match p.engine {
+            EngineArg::Auto => Engine::Auto,
+            EngineArg::Live => Engine::Live,
+            EngineArg::AfXdp => Engine::AfXdp,
+            EngineArg::Kernel => Engine::Kernel,
+        },
+        proto: match p.proto {
+            ProtoArg::Udp => Proto::Udp,
+            ProtoArg::Tcp => Proto::Tcp,
+        },
+        ipv6: p.ipv6,
+        vxlan: p.vxlan,
+        flows: p.flows,
+        wire_bytes: p.size,
+        rate: p.rate,
+        threads: p.threads,
+        duration: Duration::from_secs_f64(p.duration),
+        warmup: Duration::from_secs(1),
+        cpus,
+    };
+    let r = kxdp_bench::pktgen::run(&o)?;
+    if let Some(why) = &r.fallback_reason {
+        eprintln!("note: live frames unavailable ({why}); AF_XDP TX ran instead");
+    }
+    print!("{}", r.to_table());
+    if let Some(path) = &p.json {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(path, serde_json::to_string_pretty(&r)?)?;
+        println!("JSON: {}", path.display());
+    }
+    Ok(true)
 }
 
 type Outcome = (&'static str, Common, Vec<ScenarioReport>, bool);

@@ -424,6 +424,8 @@ pub(crate) mod tests {
                     flows: 1,
                     workers: 1,
                     extra_services: Some(0),
+                    proto: crate::scenario::Proto::Udp,
+                    rate_per_thread: None,
                     generator: GeneratorKind::XdpLiveFrames,
                     generator_cores: vec![0],
                     node_cores: vec![1],

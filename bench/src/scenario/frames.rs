@@ -68,6 +68,45 @@ pub fn tcp(
 
 /// Ethernet + IPv4 + UDP headers.
 const HEADERS: usize = L3_HEADERS + 8;
+
+/// A `proto` frame over IPv6 (hop limit 64) between `src` and `dst` MACs and addresses, of
+/// exactly `frame_bytes` (without FCS): at least 62 bytes for UDP, 74 for TCP.
+#[allow(clippy::too_many_arguments)]
+pub fn l4_v6(
+    proto: Proto,
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+    src: std::net::Ipv6Addr,
+    dst: std::net::Ipv6Addr,
+    src_port: u16,
+    dst_port: u16,
+    frame_bytes: usize,
+) -> Result<Vec<u8>> {
+    let l4 = match proto {
+        Proto::Udp => 8,
+        Proto::Tcp => 20,
+    };
+    let headers = 14 + 40 + l4;
+    ensure!(
+        (headers.max(MIN_FRAME)..=1514).contains(&frame_bytes),
+        "IPv6 {} frame of {frame_bytes} bytes: need {}..=1514",
+        proto.name(),
+        headers.max(MIN_FRAME)
+    );
+    let ip =
+        etherparse::PacketBuilder::ethernet2(src_mac, dst_mac).ipv6(src.octets(), dst.octets(), 64);
+    let payload = vec![0u8; frame_bytes - headers];
+    let mut v = Vec::with_capacity(frame_bytes);
+    match proto {
+        Proto::Udp => ip.udp(src_port, dst_port).write(&mut v, &payload),
+        Proto::Tcp => ip
+            .tcp(src_port, dst_port, 1, 65535)
+            .ack(1)
+            .write(&mut v, &payload),
+    }
+    .context("building an IPv6 frame")?;
+    Ok(v)
+}
 /// What VXLAN adds in front of an inner frame: outer Ethernet, IPv4, UDP, VXLAN headers.
 pub const VXLAN_BYTES: usize = 14 + 20 + 8 + 8;
 /// The shortest frame without FCS (60 + 4 = 64 on the wire).
@@ -173,6 +212,18 @@ mod tests {
                 .unwrap();
             assert_eq!(h.checksum, want);
         }
+    }
+
+    #[test]
+    fn ipv6_frames_have_the_asked_size() {
+        let (s, d) = ("fd00::1".parse().unwrap(), "fd00::2".parse().unwrap());
+        for (proto, n) in [(Proto::Udp, 62), (Proto::Udp, 1514), (Proto::Tcp, 74)] {
+            let f = l4_v6(proto, [2; 6], [4; 6], s, d, 1, 2, n).unwrap();
+            assert_eq!(f.len(), n);
+            let p = etherparse::SlicedPacket::from_ethernet(&f).unwrap();
+            assert!(matches!(p.net, Some(etherparse::NetSlice::Ipv6(_))));
+        }
+        assert!(l4_v6(Proto::Tcp, [2; 6], [4; 6], s, d, 1, 2, 64).is_err());
     }
 
     #[test]
