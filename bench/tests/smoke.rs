@@ -25,6 +25,10 @@ fn options() -> RunOptions {
         generator: GeneratorChoice::Auto,
         probe_rate: 500,
         extra_services: 10,
+        kernel_max_services: 20_000,
+        proto: kxdp_bench::scenario::Proto::Udp,
+        rate: None,
+        dpdk: false,
     }
 }
 
