@@ -6,6 +6,8 @@
 //!   runner that measures both paths of one, and `scaling` over worker counts.
 //! - [`topology`]: the three namespaces and two veth pairs, built through rtnetlink.
 //! - [`netns`]: namespaces held by fd; running threads, commands and sysfs accesses in them.
+//! - [`dpdk`]: DPDK testpmd over the net_af_xdp PMD, the optional third path of `forward`;
+//!   [`xdp`]: which XDP program an interface has (rtnetlink).
 //! - [`offload`], [`netlink_raw`]: what `kxdp_control::netlink` does not do: ethtool features
 //!   over generic netlink, the raw request (vxlan devices and FDB entries come from
 //!   `kxdp_control::netlink`).
@@ -22,6 +24,7 @@
 //! - [`report`], [`plot`]: the result types, their JSON and table forms, the SVG chart.
 
 pub mod cpu;
+pub mod dpdk;
 pub mod generator;
 pub mod kpktgen;
 pub mod latency;
@@ -37,4 +40,5 @@ pub mod plot;
 pub mod report;
 pub mod scenario;
 pub mod topology;
+pub mod xdp;
 pub mod xskgen;

@@ -26,8 +26,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// IPv4 forwarding gen → node → sink (kernel: ip_forward).
-    Forward(ScenarioArgs),
+    /// IPv4 forwarding gen → node → sink (kernel: ip_forward; --dpdk: DPDK testpmd too).
+    Forward(ForwardArgs),
     /// ClusterIP DNAT VIP:80 → backend:8080 (kernel: nftables as kube-proxy writes it).
     Nat(ScenarioArgs),
     /// VXLAN encapsulation to a remote node (kernel: flannel-style vxlan device).
@@ -37,7 +37,7 @@ enum Command {
     /// VXLAN from a remote node decapsulated to a local pod (kernel: vxlan device).
     Decap(ScenarioArgs),
     /// Every scenario in turn.
-    All(ScenarioArgs),
+    All(ForwardArgs),
     /// ClusterIP DNAT with few and with many services in the tables (kxdp: 10 vs 100k by
     /// default; the kernel path up to --kernel-max-services).
     ManyServices(ManyArgs),
@@ -117,6 +117,18 @@ struct ManyArgs {
     many: u32,
     #[command(flatten)]
     common: Common,
+}
+
+/// The scenario options, and whether to add the DPDK path (`forward`, `all`).
+#[derive(Debug, clap::Args)]
+struct ForwardArgs {
+    /// forward: also measure DPDK testpmd (mac forwarding, net_af_xdp PMD) on the node's veths,
+    /// the userspace I/O ceiling; needs dpdk-testpmd (Debian: dpdk-dev, librte-net-af-xdp23),
+    /// else reported unavailable.
+    #[arg(long)]
+    dpdk: bool,
+    #[command(flatten)]
+    scenario: ScenarioArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -246,18 +258,18 @@ fn run(cli: Cli) -> Result<bool> {
                 ScenarioName::NatOverlay,
                 ScenarioName::Decap,
             ];
-            let (reports, ok) = run_each(&names, &a, cpus)?;
-            ("all", a.common, reports, ok)
+            let (reports, ok) = run_each(&names, &a.scenario, a.dpdk, cpus)?;
+            ("all", a.scenario.common, reports, ok)
         }
         Command::ManyServices(m) => {
             let (reports, ok) = many_services(&m, cpus)?;
             ("many-services", m.common, reports, ok)
         }
-        Command::Forward(c) => one("forward", ScenarioName::Forward, c, cpus)?,
-        Command::Nat(c) => one("nat", ScenarioName::Nat, c, cpus)?,
-        Command::Overlay(c) => one("overlay", ScenarioName::Overlay, c, cpus)?,
-        Command::NatOverlay(c) => one("nat-overlay", ScenarioName::NatOverlay, c, cpus)?,
-        Command::Decap(c) => one("decap", ScenarioName::Decap, c, cpus)?,
+        Command::Forward(c) => one("forward", ScenarioName::Forward, c.scenario, c.dpdk, cpus)?,
+        Command::Nat(c) => one("nat", ScenarioName::Nat, c, false, cpus)?,
+        Command::Overlay(c) => one("overlay", ScenarioName::Overlay, c, false, cpus)?,
+        Command::NatOverlay(c) => one("nat-overlay", ScenarioName::NatOverlay, c, false, cpus)?,
+        Command::Decap(c) => one("decap", ScenarioName::Decap, c, false, cpus)?,
     };
     if reports.is_empty() {
         bail!("no scenario completed");
@@ -325,19 +337,30 @@ fn pktgen(p: &PktgenArgs, cpus: usize) -> Result<bool> {
 
 type Outcome = (&'static str, Common, Vec<ScenarioReport>, bool);
 
-fn one(label: &'static str, name: ScenarioName, a: ScenarioArgs, cpus: usize) -> Result<Outcome> {
-    let o = options(&a.common, a.workers, cpus)?;
+/// One scenario (`dpdk`: with the DPDK path, where it has one).
+fn one(
+    label: &'static str,
+    name: ScenarioName,
+    a: ScenarioArgs,
+    dpdk: bool,
+    cpus: usize,
+) -> Result<Outcome> {
+    let mut o = options(&a.common, a.workers, cpus)?;
+    o.dpdk = dpdk;
     let report = runner::run(spec_of(name).as_ref(), &o)?;
     Ok((label, a.common, vec![report], true))
 }
 
-/// Runs each scenario; one that fails is reported on stderr and the rest still run.
+/// Runs each scenario (`dpdk`: with the DPDK path where one has it); one that fails is
+/// reported on stderr and the rest still run.
 fn run_each(
     names: &[ScenarioName],
     a: &ScenarioArgs,
+    dpdk: bool,
     cpus: usize,
 ) -> Result<(Vec<ScenarioReport>, bool)> {
-    let o = options(&a.common, a.workers, cpus)?;
+    let mut o = options(&a.common, a.workers, cpus)?;
+    o.dpdk = dpdk;
     let mut reports = Vec::new();
     let mut ok = true;
     for &name in names {
@@ -419,6 +442,7 @@ fn options(c: &Common, workers: usize, cpus: usize) -> Result<RunOptions> {
             ProtoArg::Tcp => Proto::Tcp,
         },
         rate: c.rate,
+        dpdk: false,
     })
 }
 
@@ -464,5 +488,29 @@ mod tests {
         assert_eq!(o.frame_bytes(), 124);
         assert_eq!((o.gen_cores, o.node_cores), (vec![0], vec![1]));
         assert!(options(&a.common, 2, 2).is_err(), "2 workers need 4 cores");
+        assert!(!o.dpdk);
+    }
+
+    #[test]
+    fn dpdk_flag_on_forward_and_all_only() {
+        let cli =
+            Cli::try_parse_from(["kxdp-bench", "forward", "--dpdk", "--duration", "2"]).unwrap();
+        let Command::Forward(f) = cli.command else {
+            panic!("not forward")
+        };
+        assert!(f.dpdk);
+        assert_eq!(f.scenario.common.duration, 2.0);
+        let cli = Cli::try_parse_from(["kxdp-bench", "forward"]).unwrap();
+        let Command::Forward(f) = cli.command else {
+            panic!("not forward")
+        };
+        assert!(!f.dpdk, "off by default");
+        let cli = Cli::try_parse_from(["kxdp-bench", "all", "--dpdk", "--runs", "1"]).unwrap();
+        let Command::All(a) = cli.command else {
+            panic!("not all")
+        };
+        assert!(a.dpdk);
+        assert_eq!(a.scenario.common.runs, 1);
+        assert!(Cli::try_parse_from(["kxdp-bench", "nat", "--dpdk"]).is_err());
     }
 }

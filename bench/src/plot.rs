@@ -1,5 +1,5 @@
-//! The results as an SVG chart (`--plot FILE.svg`): grouped bars, kernel beside kxdp, one group
-//! per scenario (or per worker count, for `scaling`), Mpps delivered, each bar labelled with
+//! The results as an SVG chart (`--plot FILE.svg`): grouped bars, kernel beside kxdp (and DPDK
+//! testpmd where it was measured), one group per scenario (or per worker count, for `scaling`), Mpps delivered, each bar labelled with
 //! its value. Drawn with plotters' SVG backend: no font files, text is left to the viewer.
 
 use std::path::Path;
@@ -10,17 +10,18 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::report::{Report, create_parent};
 
-/// The two paths, in bar order, with their colours.
-const PATHS: [(&str, RGBColor); 2] = [
+/// The paths, in bar order, with their colours.
+const PATHS: [(&str, RGBColor); 3] = [
     ("kernel", RGBColor(120, 120, 120)),
     ("kxdp", RGBColor(31, 119, 180)),
+    ("dpdk-testpmd", RGBColor(255, 127, 14)),
 ];
 
 /// One group of bars: its label and each path's Mpps (NaN or missing: no bar).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Group {
     pub label: String,
-    pub mpps: [Option<f64>; 2],
+    pub mpps: [Option<f64>; 3],
 }
 
 /// The groups of a report: one per scenario (labelled with the worker count when above 1).
@@ -34,7 +35,7 @@ pub fn groups(report: &Report) -> Vec<Group> {
             } else {
                 s.scenario.clone()
             };
-            let mut mpps = [None, None];
+            let mut mpps = [None; 3];
             for (slot, (name, _)) in mpps.iter_mut().zip(PATHS) {
                 *slot = s
                     .paths
@@ -84,23 +85,30 @@ fn draw(groups: &[Group], caption: &str, path: &Path) -> Result<(), Box<dyn std:
         .x_labels(0)
         .y_desc("Mpps delivered")
         .draw()?;
-    for (k, (name, colour)) in PATHS.iter().enumerate() {
+    // A slot per path measured anywhere: without DPDK, two bars as wide as before.
+    let shown: Vec<usize> = (0..PATHS.len())
+        .filter(|&k| groups.iter().any(|g| g.mpps[k].is_some()))
+        .collect();
+    let slot = 0.8 / shown.len().max(1) as f64;
+    for (pos, &k) in shown.iter().enumerate() {
+        let (name, colour) = PATHS[k];
         let bars: Vec<(f64, f64)> = groups
             .iter()
             .enumerate()
             .filter_map(|(i, g)| g.mpps[k].map(|m| (i as f64, m)))
             .collect();
-        let x0 = 0.1 + 0.4 * k as f64;
+        let x0 = 0.1 + slot * pos as f64;
+        let width = slot - 0.02;
         chart
             .draw_series(bars.iter().map(|&(i, m)| {
-                Rectangle::new([(i + x0, 0.0), (i + x0 + 0.38, m)], colour.filled())
+                Rectangle::new([(i + x0, 0.0), (i + x0 + width, m)], colour.filled())
             }))?
-            .label(*name)
+            .label(name)
             .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], colour.filled()));
         chart.draw_series(bars.iter().map(|&(i, m)| {
             Text::new(
                 format!("{m:.2}"),
-                (i + x0 + 0.19, m),
+                (i + x0 + width / 2.0, m),
                 ("sans-serif", 13)
                     .into_font()
                     .color(&BLACK)
@@ -143,11 +151,11 @@ mod tests {
             g,
             [Group {
                 label: "nat".into(),
-                mpps: [Some(0.8), Some(0.9)]
+                mpps: [Some(0.8), Some(0.9), None]
             }]
         );
         r.scenarios[0].paths[0].unavailable = Some("nft not installed".into());
-        assert_eq!(groups(&r)[0].mpps, [None, Some(0.9)]);
+        assert_eq!(groups(&r)[0].mpps, [None, Some(0.9), None]);
 
         let dir = std::env::temp_dir().join(format!("kxdp-bench-plot-{}", std::process::id()));
         let file = dir.join("out.svg");
@@ -162,6 +170,22 @@ mod tests {
         assert!(
             svg.matches("fill=\"#1F77B4\"").count() >= 2,
             "kxdp bar and legend"
+        );
+        // A third path where DPDK testpmd was measured.
+        let mut r = crate::report::tests::sample_report();
+        let mut dpdk = r.scenarios[0].paths[1].clone();
+        dpdk.path = "dpdk-testpmd".into();
+        dpdk.mpps = 0.5;
+        r.scenarios[0].paths.push(dpdk);
+        assert_eq!(groups(&r)[0].mpps, [Some(0.8), Some(0.9), Some(0.5)]);
+        let file = dir.join("dpdk.svg");
+        write_svg(&r, &file).unwrap();
+        let svg = std::fs::read_to_string(&file).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(svg.contains("dpdk-testpmd") && svg.contains("0.50"));
+        assert!(
+            svg.matches("fill=\"#FF7F0E\"").count() >= 2,
+            "testpmd bar and legend"
         );
     }
 }

@@ -68,10 +68,10 @@ pub struct Setup {
     pub runs: u32,
 }
 
-/// One path through the node (kernel or kxdp), medians over its runs.
+/// One path through the node (kernel, kxdp, or DPDK testpmd), medians over its runs.
 #[derive(Debug, Clone, Serialize)]
 pub struct PathReport {
-    /// `kernel` or `kxdp`.
+    /// `kernel`, `kxdp` or `dpdk-testpmd` (`forward --dpdk`).
     pub path: String,
     pub description: String,
     /// Why the path was not measured (e.g. "nft not installed"); the numbers are then NaN.

@@ -30,6 +30,7 @@ fn options(proto: Proto) -> RunOptions {
         kernel_max_services: 1000,
         proto,
         rate: None,
+        dpdk: false,
     }
 }
 

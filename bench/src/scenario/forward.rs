@@ -1,7 +1,9 @@
 //! Scenario `forward`: UDP frames from the generator through the node to the sink, IPv4
 //! forwarding with TTL decrement and MAC rewrite. Kernel: `net.ipv4.ip_forward=1`. kxdp: a
-//! route per subnet. The load goes to [`BLACKHOLE_IN_SINK`](super::BLACKHOLE_IN_SINK) (a MAC
-//! nobody has: the sink counts and drops it), the probes to the sink's own address.
+//! route per subnet. With `--dpdk`, DPDK testpmd too (mac forwarding over the net_af_xdp PMD,
+//! no routing: the userspace I/O ceiling; see [`crate::dpdk`]). The load goes to
+//! [`BLACKHOLE_IN_SINK`](super::BLACKHOLE_IN_SINK) (a MAC nobody has: the sink counts and drops
+//! it), the probes to the sink's own address.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
@@ -82,6 +84,10 @@ impl Spec for Forward {
 
     fn owned(&self, t: &Topology) -> Vec<(Ipv4Addr, u8, DstKind)> {
         routed_prefixes(t)
+    }
+
+    fn dpdk_path(&self) -> bool {
+        true
     }
 }
 

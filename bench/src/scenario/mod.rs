@@ -2,12 +2,13 @@
 //!
 //! A scenario ([`Spec`]) says what the generator sends, how the node's kernel is set up for the
 //! baseline path, and which tables kxdp gets. [`runner::run`] builds the topology once, then
-//! for each path (the kernel, then kxdp) repeats runs: start the generators at full rate and a
+//! for each path (the kernel, then kxdp, then DPDK testpmd where asked) repeats runs: start the generators at full rate and a
 //! latency probe stream beside them, warm up, read every counter, wait the measurement window,
 //! read them again, stop the generators. A run's numbers are the deltas over the window; a
 //! path's are the medians over its runs (latency: percentiles of all its runs' probes).
 //!
-//! - [`forward`]: plain IPv4 forwarding (kernel: `ip_forward`).
+//! - [`forward`]: plain IPv4 forwarding (kernel: `ip_forward`; with `--dpdk` also DPDK
+//!   testpmd, the userspace I/O ceiling).
 //! - [`nat`]: ClusterIP DNAT (kernel: nftables written like kube-proxy's).
 //! - [`overlay`]: VXLAN encapsulation to a remote node (kernel: a flannel-style vxlan device).
 //! - [`nat_overlay`]: DNAT to a backend on a remote node, then encapsulation.
@@ -71,6 +72,8 @@ pub struct RunOptions {
     pub proto: Proto,
     /// Offered load per generator thread, frames/s (None: as fast as it can).
     pub rate: Option<u64>,
+    /// Also measure DPDK testpmd where the scenario has that path ([`Spec::dpdk_path`]).
+    pub dpdk: bool,
 }
 
 impl RunOptions {
@@ -142,6 +145,13 @@ pub trait Spec {
     /// UDP ports of the node's own address that belong to kxdp (VXLAN).
     fn udp_ports(&self) -> Vec<u16> {
         Vec::new()
+    }
+
+    /// Whether DPDK testpmd's mac forwarding between the node's veths does this scenario's
+    /// work, so that it can be measured as a third path with `--dpdk` (plain forwarding only:
+    /// testpmd rewrites MACs and nothing else).
+    fn dpdk_path(&self) -> bool {
+        false
     }
 }
 

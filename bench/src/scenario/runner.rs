@@ -1,5 +1,5 @@
-//! Runs one scenario: builds the topology, measures the kernel path, then kxdp, on the same
-//! namespaces and veths, and reports both.
+//! Runs one scenario: builds the topology, measures the kernel path, then kxdp, then (where
+//! asked, `forward --dpdk`) DPDK testpmd, on the same namespaces and veths, and reports them.
 //!
 //! Cores (two on the reference VM): generator thread `i` has core `gen_cores[i]`; everything
 //! the node does for queue `i` runs on `node_cores[i]`: the node-gen veth's NAPI thread of that
@@ -7,6 +7,7 @@
 //! kxdp worker `i`, and the sink's receive, which veth runs in the sender's context (netif_rx,
 //! then the backlog softirq) because the sink's veth has no NAPI: the same work in both paths.
 //! The probe threads and this thread (sampling counters) share the first generator core.
+//! testpmd's lcores both run on the first node core, as kxdp's worker does.
 //! Live frames enter node-gen's RX queue `sending CPU % queues`, so generator `i` feeds queue
 //! `i` when the generator cores are 0..workers.
 //!
@@ -31,6 +32,7 @@ use super::{
     BLACKHOLE_IN_SINK, FIRST_SRC_PORT, OTHERHOST_MAC, PROBE_PORT, RunOptions, Sample, Spec, median,
 };
 use crate::cpu::{self, CoreTimes};
+use crate::dpdk::{self, Testpmd, TestpmdConfig};
 use crate::generator::{Generator, GeneratorChoice, GeneratorConfig, GeneratorKind};
 use crate::latency::{LatencySummary, ProbeReceiver, ProbeSender, new_histogram};
 use crate::napi::{self, ThreadedNapi};
@@ -38,13 +40,25 @@ use crate::netns::Netns;
 use crate::offload;
 use crate::report::{PathReport, RunResult, ScenarioReport, Setup, ThreadCpu, gbps};
 use crate::topology::Topology;
+use crate::xdp;
 
 /// Label of the node-gen NAPI threads' CPU time.
 const NAPI_LABEL: &str = "napi/node-gen";
 /// kxdp worker threads are `kxdp-w<index>`.
 const WORKER_PREFIX: &str = "kxdp-w";
+/// The DPDK path's name, and the label of testpmd's CPU time.
+const DPDK_PATH: &str = "dpdk-testpmd";
 
-/// Builds the topology, measures the kernel path and then kxdp, and reports both.
+/// What forwards in the node during a path's runs: where its own counters come from.
+#[derive(Clone, Copy)]
+enum Forwarder<'a> {
+    Kernel,
+    Kxdp(&'a Engine),
+    Testpmd(&'a Testpmd),
+}
+
+/// Builds the topology, measures the kernel path, kxdp and (with `o.dpdk`, where the
+/// scenario has it) DPDK testpmd, and reports them.
 pub fn run(spec: &dyn Spec, o: &RunOptions) -> Result<ScenarioReport> {
     ensure!(
         o.workers >= 1 && o.gen_cores.len() == o.workers && o.node_cores.len() == o.workers,
@@ -121,7 +135,7 @@ pub fn run(spec: &dyn Spec, o: &RunOptions) -> Result<ScenarioReport> {
             if napi_threads.is_empty() {
                 notes.push("no NAPI thread found for node-gen: kernel path unpinned".into());
             }
-            let measured = ctx.path("kernel", None, &napi_threads, &mut notes);
+            let measured = ctx.path("kernel", Forwarder::Kernel, &napi_threads, &mut notes);
             spec.kernel_down(&t)?;
             let (runs, hist, sent, received) = measured?;
             path_report(
@@ -149,7 +163,7 @@ pub fn run(spec: &dyn Spec, o: &RunOptions) -> Result<ScenarioReport> {
     if napi_threads.is_empty() {
         notes.push("no NAPI thread found for node-gen after XDP attach: unpinned".into());
     }
-    let measured = ctx.path("kxdp", Some(&engine), &napi_threads, &mut notes);
+    let measured = ctx.path("kxdp", Forwarder::Kxdp(&engine), &napi_threads, &mut notes);
     let stop = engine.stop();
     let (runs, hist, sent, received) = measured?;
     if let Some(f) = stop.frames.iter().find(|f| f.user != 0 || f.tx != 0) {
@@ -169,13 +183,27 @@ pub fn run(spec: &dyn Spec, o: &RunOptions) -> Result<ScenarioReport> {
         (sent, received),
         o.wire_bytes + spec.sink_extra_bytes(),
     );
+
+    // --- DPDK testpmd ----------------------------------------------------------------------
+    // Whatever goes wrong here is reported as the path's reason; the scenario goes on.
+    let dpdk = (o.dpdk && spec.dpdk_path()).then(|| {
+        progress(name, "dpdk-testpmd: starting");
+        testpmd_path(&mut ctx, &node_napi, &mut notes).unwrap_or_else(|e| {
+            let why = format!("{e:#}");
+            progress(name, &format!("dpdk-testpmd unavailable: {why}"));
+            notes.push(format!("{DPDK_PATH} not measured: {why}"));
+            unavailable(DPDK_PATH, &testpmd_description(o, None), &why)
+        })
+    });
+
     let generator = ctx.generator_kind.unwrap_or(GeneratorKind::XdpLiveFrames);
     drop(ctx);
     if let Some(p) = probes {
         p.stop()?;
     }
-    for p in [&kernel, &kxdp]
+    for p in [Some(&kernel), Some(&kxdp), dpdk.as_ref()]
         .into_iter()
+        .flatten()
         .filter(|p| p.unavailable.is_none())
     {
         // The node is the bottleneck when its cores are saturated and its ingress turns frames
@@ -235,7 +263,7 @@ pub fn run(spec: &dyn Spec, o: &RunOptions) -> Result<ScenarioReport> {
             duration_s: o.timing.duration.as_secs_f64(),
             runs: o.timing.runs,
         },
-        paths: vec![kernel, kxdp],
+        paths: [kernel, kxdp].into_iter().chain(dpdk).collect(),
         ratio_kxdp_over_kernel: ratio,
         notes,
     })
@@ -273,6 +301,100 @@ fn common_setup(t: &Topology) -> Result<()> {
         .run(move || af_xdp::set_tx_checksum_offload(&gen_if, false))?
         .context("TX checksum offload off on the generator's veth")?;
     Ok(())
+}
+
+/// Measures DPDK testpmd: mac forwarding between the node's veths on the first node core,
+/// started after kxdp has stopped (its XDP program must be gone) and stopped before the
+/// report (its own must be gone too).
+fn testpmd_path(
+    ctx: &mut Ctx<'_>,
+    node_napi: &ThreadedNapi,
+    notes: &mut Vec<String>,
+) -> Result<PathReport> {
+    let (t, o) = (ctx.t, ctx.o);
+    ensure!(
+        o.workers == 1,
+        "measured with 1 worker only (testpmd forwards on one core here)"
+    );
+    let ifaces = [&t.node_gen_if, &t.node_sink_if];
+    let cfg = TestpmdConfig::new(ifaces, [t.gen_if.mac, t.sink_if.mac], o.node_cores[0]);
+    progress(
+        ctx.name,
+        &format!(
+            "dpdk-testpmd: running `{} {}` in the node namespace",
+            dpdk::PROGRAM,
+            dpdk::args(&cfg).join(" ")
+        ),
+    );
+    let mut pmd = Testpmd::start(&t.node, ifaces, &cfg)?;
+    let measured = (|| -> Result<(String, PathRuns)> {
+        let mut modes = Vec::new();
+        for iface in ifaces {
+            let a = xdp::attached(&t.node, iface.ifindex)?;
+            modes.push(a.map_or("none", |a| a.mode_name()));
+        }
+        // Attaching XDP re-created the veth's NAPI threads.
+        let napi_threads = node_napi.repin()?;
+        if napi_threads.is_empty() {
+            notes.push("no NAPI thread found for node-gen under testpmd: unpinned".into());
+        }
+        let runs = ctx.path(DPDK_PATH, Forwarder::Testpmd(&pmd), &napi_threads, notes)?;
+        Ok((modes.join("/"), runs))
+    })();
+    let stopped = pmd.stop(&t.node, ifaces);
+    let (xdp_mode, (runs, hist, sent, received)) = measured?;
+    let stopped = stopped?;
+    notes.extend(stopped.notes.iter().map(|n| format!("{DPDK_PATH}: {n}")));
+    let get = |r: &RunResult, k: &str| r.counters.get(k).copied().unwrap_or(0);
+    let user: u64 = runs.iter().map(|r| get(r, "testpmd:user_ns")).sum();
+    let system: u64 = runs.iter().map(|r| get(r, "testpmd:system_ns")).sum();
+    if user + system > 0 {
+        notes.push(format!(
+            "{DPDK_PATH}: {:.0} % of its CPU time was in the kernel (AF_XDP syscalls: the veth \
+             transmit, and the receive it drives by busy polling), {:.0} % in user space",
+            100.0 * system as f64 / (user + system) as f64,
+            100.0 * user as f64 / (user + system) as f64,
+        ));
+    }
+    if !stopped.ports.is_empty() {
+        let ports: Vec<String> = stopped
+            .ports
+            .iter()
+            .map(|(port, rx, tx, dropped)| {
+                format!("port {port}: {rx} received, {tx} sent, {dropped} dropped at TX")
+            })
+            .collect();
+        notes.push(format!(
+            "{DPDK_PATH}'s own totals over its life (warm-ups and pauses included): {}",
+            ports.join("; ")
+        ));
+    }
+    notes.push(format!(
+        "{DPDK_PATH}: mac forwarding gives every frame the sink's MAC, so the sink's IP layer \
+         (run on the node core, in the sender's context) looks up and drops the load frames \
+         that the other paths address to a MAC nobody has; it does not route (no TTL, no \
+         lookup): an I/O ceiling, not the same work"
+    ));
+    Ok(path_report(
+        DPDK_PATH,
+        &testpmd_description(o, Some(&xdp_mode)),
+        runs,
+        &hist,
+        (sent, received),
+        o.wire_bytes,
+    ))
+}
+
+/// The DPDK path's description; `xdp_mode` as attached, when known.
+fn testpmd_description(o: &RunOptions, xdp_mode: Option<&str>) -> String {
+    format!(
+        "DPDK testpmd, mac forwarding (--eth-peer: the generator's and the sink's MACs), \
+         net_af_xdp PMD on both veths (queue 0, AF_XDP copy mode, XDP {}, the PMD's defaults: \
+         libxdp's program, preferred busy polling), forwarding and main lcore on core {}: the \
+         userspace I/O ceiling",
+        xdp_mode.unwrap_or("-"),
+        o.node_cores.first().copied().unwrap_or(0),
+    )
 }
 
 /// The engine in the node namespace on both veths, one worker per node core, native XDP,
@@ -333,7 +455,7 @@ impl Ctx<'_> {
     fn path(
         &mut self,
         label: &str,
-        engine: Option<&Engine>,
+        fwd: Forwarder<'_>,
         napi_threads: &[u32],
         notes: &mut Vec<String>,
     ) -> Result<PathRuns> {
@@ -354,7 +476,7 @@ impl Ctx<'_> {
             for run in 1..=self.o.timing.runs {
                 let gens = self.start_generators(notes)?;
                 std::thread::sleep(self.o.timing.warmup);
-                let a = self.sample(&gens, engine, napi_threads)?;
+                let a = self.sample(&gens, fwd, napi_threads)?;
                 let p0 = (
                     sender.as_ref().map_or(0, ProbeSender::sent),
                     self.received(),
@@ -363,7 +485,7 @@ impl Ctx<'_> {
                     p.take();
                 }
                 std::thread::sleep(self.o.timing.duration);
-                let b = self.sample(&gens, engine, napi_threads)?;
+                let b = self.sample(&gens, fwd, napi_threads)?;
                 let window = self.probes.map(ProbeReceiver::take);
                 let p1 = (
                     sender.as_ref().map_or(0, ProbeSender::sent),
@@ -456,7 +578,7 @@ impl Ctx<'_> {
     fn sample(
         &self,
         gens: &[Generator],
-        engine: Option<&Engine>,
+        fwd: Forwarder<'_>,
         napi_threads: &[u32],
     ) -> Result<Sample> {
         let t = self.t;
@@ -498,8 +620,15 @@ impl Ctx<'_> {
                 counters.extend(ethtool_stats(&t.node, &iface.name));
             }
         }
-        if let Some(e) = engine {
-            engine_counters(&e.stats(), &mut counters);
+        match fwd {
+            Forwarder::Kernel => {}
+            Forwarder::Kxdp(e) => engine_counters(&e.stats(), &mut counters),
+            Forwarder::Testpmd(p) => {
+                let cpu = p.cpu()?;
+                threads.insert(DPDK_PATH.to_owned(), cpu.run_ns);
+                counters.insert("testpmd:user_ns".into(), cpu.user_ns);
+                counters.insert("testpmd:system_ns".into(), cpu.system_ns);
+            }
         }
         Ok(Sample {
             at,
