@@ -117,7 +117,18 @@ pub fn compile(state: &OverlayState) -> (Tables, CompileReport) {
                     t.routes4.insert(cidr.addr(), cidr.len(), route);
                 }
             }
-            Err(why) => report.skipped.push((remote.name.clone(), why)),
+            Err(why) => {
+                // No way to reach its pods: drop them here (counted as `blackhole`) rather
+                // than hand them to the host, whose route for them (the agent routes every
+                // Node's pod CIDR into the engine) would send them straight back, until the
+                // TTL runs out.
+                for cidr in &remote.pod_cidrs {
+                    if !cidr.is_default() && !cidr.contains(local.ip) {
+                        t.routes4.insert(cidr.addr(), cidr.len(), Route::Blackhole);
+                    }
+                }
+                report.skipped.push((remote.name.clone(), why));
+            }
         }
     }
     report.unresolved.sort();
@@ -315,7 +326,8 @@ mod tests {
         let (t, report) = compile(&s);
         assert_eq!(report.skipped.len(), 1, "{report:?}");
         assert!(report.skipped[0].1.contains("not on the uplink subnet"));
-        assert_eq!(route(&t, [10, 244, 3, 9]), Some(Route::Host));
+        // Unreachable: dropped in the engine, not bounced between it and the host.
+        assert_eq!(route(&t, [10, 244, 3, 9]), Some(Route::Blackhole));
 
         s.local.mode = OverlayMode::Vxlan;
         s.neighbours.clear();
