@@ -12,8 +12,9 @@
 //! - a pod's requests to a ClusterIP spread over the backends on both nodes;
 //! - NodePort and LoadBalancer IP from the outside namespace, through the uplink: answered by
 //!   backends on both nodes, which see the node's address (source NAT, eTP=Cluster);
-//! - eTP=Local: only the local backend, which sees the outside client's own address; the
-//!   health check node port answers 200 with a local endpoint and 503 without;
+//! - eTP=Local: only the local backend, which sees the outside client's own address; pods get
+//!   every endpoint; the health check node port answers 200 with a local endpoint and 503
+//!   without;
 //! - UDP request/response (DNS-like) through a ClusterIP;
 //! - host-network endpoints (a node IP): this node's kernel (seeing the pod), and node b
 //!   through the underlay (masqueraded, leaving the cluster network);
@@ -669,6 +670,11 @@ fn services_from_pods_the_outside_and_through_changes() {
         assert_eq!(names.keys().collect::<Vec<_>>(), ["web-a1"], "{to}");
         assert_eq!(peers, BTreeSet::from([outside_ip.clone()]), "{to}");
     }
+    // Pods reach the same LoadBalancer IP through every endpoint, keeping their address
+    // (kube-proxy's short-circuit of in-cluster traffic).
+    let (names, peers) = spread(client, SocketAddrV4::new(LOCAL_LB_IP, 80), 20);
+    assert!(names.contains_key("web-b"), "{names:?}");
+    assert_eq!(peers, BTreeSet::from([CLIENT.to_string()]));
     let (code, body) = http_get(out, SocketAddrV4::new(c.a.ip, HEALTH_PORT)).unwrap();
     assert_eq!(code, 200, "{body}");
     assert!(

@@ -51,6 +51,9 @@ pub fn dump(services: &Services, report: &ServiceReport) -> String {
         }
         if f.external_local {
             out.push_str(" eTP=Local");
+            if let Some(c) = f.cluster_backends {
+                let _ = write!(out, " pods->set {}", c.0);
+            }
         }
         if !f.source_ranges.is_empty() {
             let ranges: Vec<String> = f

@@ -142,20 +142,30 @@ pub(super) fn compile(
         } else {
             None
         };
-        let (internal, external) = match (internal, external.transpose()) {
-            (Ok(i), Ok(e)) => (i, e),
-            (Err(e), _) | (_, Err(e)) => {
-                out.skipped
-                    .push((format!("spec.ports[{i}]"), e.to_string()));
-                continue;
-            }
-        };
+        // Pods reaching an eTP=Local external frontend use every endpoint (kube-proxy's
+        // short-circuit of in-cluster traffic).
+        let cluster_wide = (has_external && svc.external_traffic_policy == TrafficPolicy::Local)
+            .then(|| sets.intern(&eps.cluster));
+        let (internal, external, cluster_wide) =
+            match (internal, external.transpose(), cluster_wide.transpose()) {
+                (Ok(i), Ok(e), Ok(c)) => (i, e, c),
+                (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+                    out.skipped
+                        .push((format!("spec.ports[{i}]"), e.to_string()));
+                    continue;
+                }
+            };
         let reject = !eps.has_any;
         let make = |kind: FrontendKind, set: BackendSetId| Frontend {
             affinity,
             reject_no_endpoints: reject,
             external_local: kind != FrontendKind::ClusterIp
                 && svc.external_traffic_policy == TrafficPolicy::Local,
+            cluster_backends: if kind == FrontendKind::ClusterIp {
+                None
+            } else {
+                cluster_wide
+            },
             source_ranges: if kind == FrontendKind::LoadBalancer {
                 source_ranges.clone()
             } else {

@@ -312,6 +312,10 @@ fn assemble(items: &[Item<'_>], outcomes: &[Outcome<'_>]) -> (Services, ServiceR
                 continue;
             };
             frontend.backends = id;
+            // Fits the same numbering as `backends` (the service's own sets).
+            frontend.cluster_backends = frontend
+                .cluster_backends
+                .and_then(|c| ids.get(c.0 as usize).copied());
             match add(&mut b, f.key, frontend, &mut report) {
                 Ok(()) => {}
                 Err(ServicesError::DuplicateFrontend(key)) => {

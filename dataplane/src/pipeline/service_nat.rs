@@ -270,8 +270,13 @@ impl ServiceNat {
         let no_endpoints = Decision::NoEndpoints {
             reject: fe.reject_no_endpoints,
         };
+        // Pods reach an eTP=Local external frontend's cluster-wide set, as with kube-proxy.
+        let set_id = match (fe.cluster_backends, services.source_nat()) {
+            (Some(cluster), Some(s)) if s.in_cluster(key.src) => cluster,
+            _ => fe.backends,
+        };
         // A frontend naming a missing set is a compiler bug; it has no endpoints.
-        let Some(set) = services.set(fe.backends) else {
+        let Some(set) = services.set(set_id) else {
             return no_endpoints;
         };
         let existing = self

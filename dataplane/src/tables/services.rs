@@ -219,6 +219,10 @@ pub struct Frontend {
     /// `externalTrafficPolicy: Local` on an external frontend: its set holds only this node's
     /// endpoints. Informational here (the compiler built the set); shown by inspection.
     pub external_local: bool,
+    /// With `external_local`: the service's cluster-wide set, for clients inside the cluster
+    /// network (kube-proxy sends pods' traffic to a service's external addresses to all its
+    /// endpoints, unmasqueraded, whatever the policy).
+    pub cluster_backends: Option<BackendSetId>,
     /// `loadBalancerSourceRanges`, checked on LoadBalancer frontends only; empty allows all.
     pub source_ranges: Box<[(Ipv4Addr, u8)]>,
 }
@@ -232,6 +236,7 @@ impl Frontend {
             affinity: SessionAffinity::None,
             reject_no_endpoints: true,
             external_local: false,
+            cluster_backends: None,
             source_ranges: Box::new([]),
         }
     }
@@ -470,7 +475,8 @@ impl ServicesBuilder {
         key: FrontendKey,
         frontend: Frontend,
     ) -> Result<(), ServicesError> {
-        if self.sets.get(frontend.backends.0 as usize).is_none() {
+        let known = |id: BackendSetId| self.sets.get(id.0 as usize).is_some();
+        if !known(frontend.backends) || frontend.cluster_backends.is_some_and(|id| !known(id)) {
             return Err(ServicesError::UnknownBackendSet(key));
         }
         if self.frontends.contains_key(&key.packed()) {

@@ -986,6 +986,41 @@ fn external_traffic_policy_local_keeps_the_client_address() {
 }
 
 #[test]
+fn pods_reach_an_external_local_frontend_through_every_endpoint() {
+    // The LB frontend's own set: this node's endpoint only; its cluster-wide set: remote too.
+    let mut b = Services::builder();
+    let local = b.add_set(Arc::new(BackendSet::new(&[be(POD_B_IP)], &[]).unwrap()));
+    let cluster = b.add_set(Arc::new(
+        BackendSet::new(&[be(REMOTE_POD_IP)], &[]).unwrap(),
+    ));
+    let mut fe = Frontend::new(FrontendKind::LoadBalancer, local);
+    fe.external_local = true;
+    fe.cluster_backends = Some(cluster);
+    let key = FrontendKey {
+        addr: LB_IP,
+        proto: L4Proto::Udp,
+        port: VPORT,
+    };
+    b.add_frontend(key, fe).unwrap();
+    let mut s = b.build();
+    s.set_source_nat(Some(snat_config()));
+    let t = tables(s);
+    let mut p = Pipeline::default();
+    // From outside: the local endpoint, the client's address kept.
+    let (v, out) = run_at(&mut p, &t, UPLINK, &udp(OUTSIDE, LB_IP, 7, VPORT, b"x"), 0);
+    assert_eq!(v, Verdict::Forward(POD_B));
+    assert_eq!(tuple(&out), (OUTSIDE, 7, POD_B_IP, BPORT));
+    // From a pod: the cluster-wide set (through the tunnel), not masqueraded.
+    let (v, out) = run_at(&mut p, &t, POD_A, &udp(POD_A_IP, LB_IP, 7, VPORT, b"x"), 0);
+    assert_eq!(
+        v,
+        Verdict::Forward(UPLINK),
+        "encapsulated to the remote node"
+    );
+    assert_eq!(tuple(&out[50..]), (POD_A_IP, 7, REMOTE_POD_IP, BPORT));
+}
+
+#[test]
 fn hairpin_a_pod_reaching_itself_through_its_service() {
     let t = snat_services(&[be(POD_A_IP)], false);
     let mut p = Pipeline::default();
