@@ -28,7 +28,7 @@ pub use conntrack::Conntrack;
 pub use engine::{Engine, EngineConfig, PortConfig, PortStatus, StopReport};
 pub use tables::{
     Backend, BackendSet, BackendSetId, Frontend, FrontendKey, FrontendKind, L4Proto, NextHop,
-    Route, Services, ServicesBuilder, SessionAffinity, TableHandle, Tables,
+    Route, Services, ServicesBuilder, SessionAffinity, SourceNat, TableHandle, Tables,
 };
 pub use verdict::{DropReason, PortId, Verdict};
 pub use worker::IdlePolicy;
