@@ -55,9 +55,10 @@ pub const UDP_STREAM_TIMEOUT: u32 = 120;
 /// `sessionAffinityConfig.clientIP.timeoutSeconds` when a service does not set it.
 pub const AFFINITY_DEFAULT_TIMEOUT: u32 = 10800;
 
-/// Flow entries of the engine's conntrack (two per flow: ~512k flows, 32 MiB).
+/// Flow entries of the engine's conntrack, at least (two per flow; rounded up to 1.3M
+/// entries, ~655k flows, 48 MiB of 192-byte buckets).
 pub const DEFAULT_FLOW_ENTRIES: usize = 1 << 20;
-/// Session-affinity entries of the engine's conntrack (one per client and frontend, 2 MiB).
+/// Session-affinity entries of the engine's conntrack (one per client and frontend, 3 MiB).
 pub const DEFAULT_AFFINITY_ENTRIES: usize = 1 << 16;
 
 /// Reads retried while writers keep a bucket busy, before the read counts as a miss.
@@ -316,6 +317,9 @@ struct Bucket {
     seq: AtomicU64,
     slots: [[AtomicU64; 4]; WAYS],
 }
+
+// Three cache lines per bucket: the sequence word and five four-word entries (168 bytes).
+const _: () = assert!(std::mem::size_of::<Bucket>() == 192);
 
 /// The fixed-size seqlocked hash table under both the flows and the affinity entries.
 #[derive(Debug)]
