@@ -251,6 +251,11 @@ fn assert_checks(report: &Value) {
     for c in checks {
         assert_eq!(c["ok"], true, "check failed: {c:#}");
     }
+    // Backends see the client pod on the ClusterIP, and the node (source NAT, eTP=Cluster) on
+    // the NodePort from outside.
+    let seen = |id: &str| checks.iter().find(|c| c["id"] == id).unwrap()["data"]["seen_as"].clone();
+    assert_eq!(seen("cluster_ip"), serde_json::json!(["10.244.1.10"]));
+    assert_eq!(seen("node_port"), serde_json::json!(["192.168.77.1"]));
     let tcp = checks.iter().find(|c| c["id"] == "pod_to_pod_tcp").unwrap();
     assert_eq!(tcp["data"]["intact"], true);
     assert!(tcp["data"]["mbit_per_s"].as_f64().unwrap() > 0.0);

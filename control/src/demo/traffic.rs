@@ -2,7 +2,9 @@
 //! from a thread inside the client's namespace with plain std sockets.
 //!
 //! Backend pods serve, like `python -m http.server` would but answering with their own name:
-//! - HTTP on 8080 (the services' targetPort): `200 OK`, body `<pod name>\n`;
+//! - HTTP on 8080 (the services' targetPort): `200 OK`, body `<pod name> <client address it
+//!   sees>\n` (so the report shows source NAT: outside clients of a NodePort arrive from the
+//!   node);
 //! - UDP echo on 9000;
 //! - a TCP sink on 5001: reads a patterned stream to EOF, answers with the byte count and
 //!   whether every byte was the expected one;
@@ -156,7 +158,7 @@ fn accept_loop(
     }
 }
 
-/// Reads the request head and answers with the pod's name.
+/// Reads the request head and answers with the pod's name and the client address it sees.
 fn serve_http(mut conn: TcpStream, pod: &str) {
     let mut head = Vec::new();
     let mut buf = [0u8; 2048];
@@ -166,7 +168,10 @@ fn serve_http(mut conn: TcpStream, pod: &str) {
             Ok(n) => head.extend_from_slice(&buf[..n]),
         }
     }
-    let body = format!("{pod}\n");
+    let peer = conn
+        .peer_addr()
+        .map_or_else(|_| "?".to_owned(), |a| a.ip().to_string());
+    let body = format!("{pod} {peer}\n");
     let answer = format!(
         "HTTP/1.0 200 OK\r\nServer: kxdp-demo\r\nContent-Type: text/plain\r\n\
          Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -465,6 +470,8 @@ struct HttpSeries {
     sent: u32,
     /// Answers by backend pod name.
     by_backend: BTreeMap<String, u32>,
+    /// The client addresses the backends saw.
+    seen_as: std::collections::BTreeSet<String>,
     failures: u32,
     first_error: Option<String>,
     latencies_ms: Vec<f64>,
@@ -476,6 +483,7 @@ fn http_series(to: SocketAddrV4, count: u32) -> HttpSeries {
     let mut s = HttpSeries {
         sent: 0,
         by_backend: BTreeMap::new(),
+        seen_as: std::collections::BTreeSet::new(),
         failures: 0,
         first_error: None,
         latencies_ms: Vec::new(),
@@ -492,7 +500,12 @@ fn http_series(to: SocketAddrV4, count: u32) -> HttpSeries {
             Ok(body) => {
                 in_a_row = 0;
                 s.latencies_ms.push(started.elapsed().as_secs_f64() * 1e3);
-                *s.by_backend.entry(body).or_default() += 1;
+                let mut words = body.split_whitespace();
+                let pod = words.next().unwrap_or_default().to_owned();
+                if let Some(peer) = words.next() {
+                    s.seen_as.insert(peer.to_owned());
+                }
+                *s.by_backend.entry(pod).or_default() += 1;
             }
             Err(e) => {
                 s.failures += 1;
@@ -508,7 +521,7 @@ fn http_series(to: SocketAddrV4, count: u32) -> HttpSeries {
     s
 }
 
-/// One GET; the body (the backend's pod name) on a 200.
+/// One GET; the body (the backend's pod name and the client it saw) on a 200.
 fn http_get(to: SocketAddrV4) -> Result<String, String> {
     let mut conn = TcpStream::connect_timeout(&SocketAddr::V4(to), CONNECT_TIMEOUT)
         .map_err(|e| format!("connect: {e}"))?;
@@ -545,6 +558,10 @@ fn describe_series(s: &HttpSeries, count: u32, to: SocketAddrV4) -> (bool, Strin
     if !spread.is_empty() {
         summary.push_str(&format!(" ({})", spread.join(", ")));
     }
+    if !s.seen_as.is_empty() {
+        let seen: Vec<&str> = s.seen_as.iter().map(String::as_str).collect();
+        summary.push_str(&format!(", backends saw {}", seen.join(" ")));
+    }
     if !s.latencies_ms.is_empty() {
         let avg = s.latencies_ms.iter().sum::<f64>() / s.latencies_ms.len() as f64;
         summary.push_str(&format!(", {avg:.2} ms per request"));
@@ -557,7 +574,8 @@ fn describe_series(s: &HttpSeries, count: u32, to: SocketAddrV4) -> (bool, Strin
     }
     let data = json!({
         "target": to.to_string(), "requests": count, "sent": s.sent, "answered": answered,
-        "by_backend": s.by_backend, "failures": s.failures, "first_error": s.first_error,
+        "by_backend": s.by_backend, "seen_as": s.seen_as, "failures": s.failures,
+        "first_error": s.first_error,
         "latency_ms": rtt_summary(&s.latencies_ms),
     });
     (answered == count, summary, data)
