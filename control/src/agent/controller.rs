@@ -492,6 +492,26 @@ mod tests {
     use super::*;
     use crate::objects::{Kind, ObjectEvent, ObjectKey};
 
+    #[test]
+    fn the_cluster_network_covers_every_pod_cidr() {
+        let net = |s: &str| s.parse::<Ipv4Net>().unwrap();
+        let cover = |v: &[&str]| covering_prefix(v.iter().map(|s| net(s))).map(|n| n.to_string());
+        assert_eq!(cover(&[]), None);
+        assert_eq!(cover(&["10.244.1.0/24"]).as_deref(), Some("10.244.1.0/24"));
+        assert_eq!(
+            cover(&["10.244.1.0/24", "10.244.2.0/24"]).as_deref(),
+            Some("10.244.0.0/22")
+        );
+        assert_eq!(
+            cover(&["10.244.1.0/24", "10.244.200.0/24", "10.244.7.0/24"]).as_deref(),
+            Some("10.244.0.0/16")
+        );
+        assert_eq!(
+            cover(&["10.244.1.0/24", "10.245.0.0/16"]).as_deref(),
+            Some("10.244.0.0/15")
+        );
+    }
+
     /// Counts what the loop does.
     #[derive(Default)]
     struct Recorder {
