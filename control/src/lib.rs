@@ -24,6 +24,7 @@
 
 pub mod agent;
 pub mod api;
+pub mod capture;
 pub mod cli;
 pub mod cni;
 pub mod compile;

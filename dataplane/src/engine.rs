@@ -415,6 +415,23 @@ impl Engine {
 
     /// Sends a command to every worker and wakes it; one reply channel per worker, `None` for a
     /// worker that is gone.
+    /// Starts a capture on every worker: copies of the frames they handle (coming in on or
+    /// going out of `filter`, or all), after the pipeline, with their verdicts. It runs until
+    /// the stream is dropped (each worker lets go at its next captured frame); a new capture
+    /// replaces a running one.
+    pub fn capture(&self, filter: Option<PortId>) -> crate::capture::CaptureStream {
+        let n = u32::try_from(self.workers.len()).unwrap_or(u32::MAX);
+        let (stream, sinks) = crate::capture::new(n, filter);
+        for (w, sink) in self.workers.iter().zip(sinks) {
+            if w.commands.send(Command::Capture(sink)).is_ok()
+                && let Err(e) = w.waker.wake()
+            {
+                tracing::warn!(error = %e, "waking a worker failed; it sees the capture within its sleep bound");
+            }
+        }
+        stream
+    }
+
     fn broadcast<T>(
         &self,
         mut command: impl FnMut(Sender<T>) -> Command,

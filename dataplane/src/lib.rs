@@ -15,6 +15,7 @@
 //!
 //! The data path never depends on tokio or kube; the control plane publishes [`Tables`].
 
+pub mod capture;
 pub mod conntrack;
 pub mod engine;
 pub mod pipeline;

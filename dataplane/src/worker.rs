@@ -70,6 +70,8 @@ pub(crate) enum Command {
         id: PortId,
         reply: Sender<Reclaimed>,
     },
+    /// Start copying the frames this worker handles into the sink (replacing any earlier one).
+    Capture(crate::capture::CaptureSink),
 }
 
 /// Everything a worker thread needs; moved into it.
@@ -133,6 +135,8 @@ struct Worker {
     poll: Poll,
     events: Events,
     local: Local,
+    /// `kxdp capture` is running: copies of what this worker handles go there.
+    capture: Option<crate::capture::CaptureSink>,
 }
 
 /// Counters accumulated over one loop, published with one store each.
@@ -161,6 +165,7 @@ impl Worker {
                 tx: vec![(0, 0); MAX_PORTS],
                 drops: [0; DropReason::COUNT],
             },
+            capture: None,
         })
     }
 
@@ -216,6 +221,7 @@ impl Worker {
                 let r = self.remove_port(id);
                 let _ = reply.send(r);
             }
+            Command::Capture(sink) => self.capture = Some(sink),
         }
         self.publish_frames(&setup.stats);
     }
@@ -383,6 +389,22 @@ impl Worker {
     /// Send every packet of the batch where its verdict says, then flush the TX queues.
     #[inline]
     fn dispatch(&mut self) {
+        if let Some(sink) = &mut self.capture {
+            let Batch {
+                frames,
+                meta,
+                in_port,
+            } = &mut self.batch;
+            for (i, frame) in frames.iter_mut().enumerate() {
+                let verdict = crate::pipeline::final_verdict(meta[i]);
+                if sink.wants(*in_port, verdict) {
+                    sink.record(*in_port, verdict, self.group.umem().view(frame).data());
+                }
+            }
+            if sink.closed {
+                self.capture = None;
+            }
+        }
         let Batch { frames, meta, .. } = &mut self.batch;
         for (i, frame) in frames.drain(..).enumerate() {
             match crate::pipeline::final_verdict(meta[i]) {

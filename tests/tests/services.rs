@@ -9,7 +9,8 @@
 //!
 //! Backends answer HTTP with their name and the client address they see, and UDP with their
 //! name. Checked, in one cluster:
-//! - a pod's requests to a ClusterIP spread over the backends on both nodes;
+//! - a pod's requests to a ClusterIP spread over the backends on both nodes; `kxdp capture`
+//!   on the client's port writes pcapng whose packets say where each frame went;
 //! - NodePort and LoadBalancer IP from the outside namespace, through the uplink: answered by
 //!   backends on both nodes, which see the node's address (source NAT, eTP=Cluster);
 //! - eTP=Local: only the local backend, which sees the outside client's own address; pods get
@@ -643,6 +644,52 @@ fn services_from_pods_the_outside_and_through_changes() {
         "{names:?}"
     );
     assert_eq!(peers, BTreeSet::from([CLIENT.to_string()]));
+
+    step("capture");
+    // `kxdp capture` on the client's port while it talks to the ClusterIP: pcapng whose
+    // packets say where each frame went.
+    let pcap = c.file.with_extension("pcapng");
+    let mut capture = std::process::Command::new(binaries::kxdp().unwrap())
+        .args([
+            "capture",
+            "--iface",
+            "kxs10",
+            "--count",
+            "12",
+            "--seconds",
+            "10",
+            "-w",
+        ])
+        .arg(&pcap)
+        .arg("--api-socket")
+        .arg(c.socket())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = spread(client, SocketAddrV4::new(WEB_VIP, 80), 5);
+    let status = capture.wait().unwrap();
+    assert!(status.success(), "kxdp capture: {status}");
+    let file = std::fs::read(&pcap).unwrap();
+    let _ = std::fs::remove_file(&pcap);
+    let packets = kxdp_control::capture::read_packets(&file).unwrap();
+    assert_eq!(packets.len(), 12, "--count 12");
+    for p in &packets {
+        let c = &p.comment;
+        assert!(c.starts_with("kxs10") || c.contains("→ kxs10"), "{c}");
+        assert_eq!(
+            p.data.len(),
+            p.len as usize,
+            "whole frames (below the snap length)"
+        );
+    }
+    assert!(
+        packets
+            .iter()
+            .any(|p| p.comment.starts_with("kxs10 → ") && p.comment.ends_with("forward")),
+        "the client's frames, forwarded: {:?}",
+        packets.iter().map(|p| &p.comment).collect::<Vec<_>>()
+    );
 
     step("NodePort and LoadBalancer IP from outsid");
     // NodePort and LoadBalancer IP from outside (eTP=Cluster): both nodes' backends answer,

@@ -199,7 +199,50 @@ impl ApiHandler for NodeHandler {
                 Ok(json!({"detached": known}))
             }
             Request::Inspect { what } => Ok(self.inspect(what)),
+            Request::Capture { .. } => Err("a capture is streamed (the server routes it)".into()),
         }
+    }
+
+    fn capture(
+        &self,
+        iface: Option<&str>,
+        count: u64,
+        seconds: u64,
+    ) -> Result<super::server::CaptureWriter, String> {
+        let engine = self.dp.engine();
+        let ports: Vec<(kxdp_dataplane::PortId, String)> = engine
+            .ports()
+            .into_iter()
+            .map(|p| (p.id, p.ifname))
+            .collect();
+        let filter = match iface {
+            None => None,
+            Some(name) => Some(
+                ports
+                    .iter()
+                    .find(|(_, n)| n == name)
+                    .map(|(id, _)| *id)
+                    .ok_or_else(|| {
+                        let names: Vec<&str> = ports.iter().map(|(_, n)| n.as_str()).collect();
+                        format!(
+                            "--iface {name}: not an engine port (ports: {})",
+                            names.join(", ")
+                        )
+                    })?,
+            ),
+        };
+        let stream = engine.capture(filter);
+        tracing::info!(
+            iface = iface.unwrap_or("all"),
+            count,
+            seconds,
+            "capture started"
+        );
+        Ok(Box::new(move |out: &mut dyn std::io::Write| {
+            let n = crate::capture::write_pcapng(out, &stream, &ports, count, seconds);
+            tracing::info!(frames = n.as_ref().ok(), "capture ended");
+            n.map(drop)
+        }))
     }
 }
 

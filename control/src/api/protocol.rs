@@ -21,6 +21,17 @@ pub enum Request {
     DetachPod { id: String },
     /// What the data path holds now.
     Inspect { what: InspectWhat },
+    /// Copies of the frames the engine handles (on `iface` only, if given), as pcapng after
+    /// the answer line, until `count` frames (0: no limit) or `seconds` (0: no limit) or the
+    /// client hangs up.
+    Capture {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        iface: Option<String>,
+        #[serde(default)]
+        count: u64,
+        #[serde(default)]
+        seconds: u64,
+    },
 }
 
 /// A pod attachment as `kxdp-cni` registers it.

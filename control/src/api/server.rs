@@ -20,7 +20,21 @@ const MAX_REQUEST: u64 = 64 * 1024;
 /// What the server calls; an `Err` is sent to the client as `{"error": ...}`.
 pub trait ApiHandler: Send + Sync + 'static {
     fn handle(&self, request: Request) -> Result<serde_json::Value, String>;
+
+    /// [`Request::Capture`]: a writer of the capture (pcapng), run after the answer line; or
+    /// why there is none.
+    fn capture(
+        &self,
+        _iface: Option<&str>,
+        _count: u64,
+        _seconds: u64,
+    ) -> Result<CaptureWriter, String> {
+        Err("this agent does not capture".into())
+    }
 }
+
+/// Writes a capture to the client; returns when it is done or the client is gone.
+pub type CaptureWriter = Box<dyn FnOnce(&mut dyn Write) -> std::io::Result<()> + Send>;
 
 /// A listening API socket. Dropping it stops accepting and removes the socket file.
 #[derive(Debug)]
@@ -110,6 +124,25 @@ fn serve(stream: UnixStream, handler: &dyn ApiHandler) -> std::io::Result<()> {
     let mut line = String::new();
     BufReader::new(std::io::Read::take(&stream, MAX_REQUEST)).read_line(&mut line)?;
     let response = match serde_json::from_str::<Request>(line.trim()) {
+        Ok(Request::Capture {
+            iface,
+            count,
+            seconds,
+        }) => match handler.capture(iface.as_deref(), count, seconds) {
+            Ok(writer) => {
+                let mut out = serde_json::to_vec(&Response::Ok(serde_json::json!({
+                    "format": "pcapng"
+                })))
+                .map_err(std::io::Error::other)?;
+                out.push(b'\n');
+                (&stream).write_all(&out)?;
+                stream.set_write_timeout(Some(Duration::from_secs(10)))?;
+                let mut w = std::io::BufWriter::new(&stream);
+                writer(&mut w)?;
+                return w.flush();
+            }
+            Err(e) => Response::Error(e),
+        },
         Ok(req) => {
             tracing::debug!(?req, "api request");
             match handler.handle(req) {

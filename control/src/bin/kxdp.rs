@@ -22,6 +22,10 @@ enum Command {
     /// pods attached through kxdp-cni), send real traffic through it, report, clean up.
     /// Needs root and the CNI plugins (host-local).
     Demo(kxdp_control::demo::DemoArgs),
+    /// What the engine sees and does, as pcapng (tcpdump on the host never sees the traffic
+    /// the engine handles): each frame after the pipeline, with a comment saying where it went
+    /// or why it was dropped.
+    Capture(kxdp_control::capture::CaptureArgs),
 }
 
 fn main() -> anyhow::Result<ExitCode> {
@@ -40,5 +44,6 @@ fn main() -> anyhow::Result<ExitCode> {
         Command::Agent(args) => kxdp_control::agent::run(args).map(|()| ExitCode::SUCCESS),
         Command::Inspect(args) => kxdp_control::inspect::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Demo(args) => kxdp_control::demo::run(&args),
+        Command::Capture(args) => kxdp_control::capture::run(&args).map(|()| ExitCode::SUCCESS),
     }
 }
