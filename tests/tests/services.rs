@@ -666,9 +666,18 @@ fn services_from_pods_the_outside_and_through_changes() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
-    let _ = spread(client, SocketAddrV4::new(WEB_VIP, 80), 5);
-    let status = capture.wait().unwrap();
+    // Traffic until the capture has its frames (it may take a moment to start).
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = capture.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "kxdp capture never ended"
+        );
+        let _ = spread(client, SocketAddrV4::new(WEB_VIP, 80), 2);
+    };
     assert!(status.success(), "kxdp capture: {status}");
     let file = std::fs::read(&pcap).unwrap();
     let _ = std::fs::remove_file(&pcap);
