@@ -185,7 +185,8 @@ fn keep_until_interrupted(cluster: &Cluster, plan: &Plan) {
         "\nkxdp demo: ready; the cluster stays up until Ctrl-C. To look around:\n  \
          ip netns exec {p}client-a curl http://{cip}/\n  \
          ip netns exec {p}outside curl http://{np}/\n  \
-         kxdp inspect services --api-socket {sock}    (also: nodes, attachments, stats)\n  \
+         kxdp inspect services --api-socket {sock}    (also: conntrack, nodes, attachments, stats)\n  \
+         kxdp capture --count 20 -w /tmp/kxdp.pcapng --api-socket {sock}    (then tshark -r, or Wireshark)\n  \
          ip netns exec {p}kxdp-a curl -s http://127.0.0.1:9450/metrics\n  \
          agent log: {log}",
         p = netns::PREFIX,
