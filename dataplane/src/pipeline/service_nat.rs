@@ -286,13 +286,8 @@ impl ServiceNat {
         if let Some(e) = existing
             && set.contains(backend_of(&e))
         {
-            let backend = backend_of(&e);
-            let mut state = FlowState::advance(Some(e.state), key.proto, CtDir::Original, flags);
-            if state.needs_store(&e.state, key.proto, now) {
-                state.expires = now.saturating_add(state.timeout(key.proto));
-                self.store_pair(key, backend, e.snat, state, now, c);
-            }
-            return Decision::Nat(backend, e.snat);
+            self.refresh_original(key, &e, flags, now, c);
+            return Decision::Nat(backend_of(&e), e.snat);
         }
         if existing.is_some() {
             // Its backend left the set: the flow moves now, not when the entry expires.
@@ -301,8 +296,7 @@ impl ServiceNat {
         let Some(backend) = self.pick(set, fe, fe_key, key, now, c) else {
             return no_endpoints;
         };
-        let mut state = FlowState::advance(None, key.proto, CtDir::Original, flags);
-        state.expires = now.saturating_add(state.timeout(key.proto));
+        let state = new_flow_state(key.proto, flags, now);
         let snat = match services.source_nat() {
             Some(s) if needs_snat(s, fe, key, backend) => {
                 match self.claim_port(s, key, backend, state, now, c) {
@@ -339,18 +333,31 @@ impl ServiceNat {
         if let Some(e) = existing
             && let Some(snat) = e.snat
         {
-            let mut state = FlowState::advance(Some(e.state), key.proto, CtDir::Original, flags);
-            if state.needs_store(&e.state, key.proto, now) {
-                state.expires = now.saturating_add(state.timeout(key.proto));
-                self.store_pair(key, dst, Some(snat), state, now, c);
-            }
+            self.refresh_original(key, &e, flags, now, c);
             return Some(snat);
         }
-        let mut state = FlowState::advance(None, key.proto, CtDir::Original, flags);
-        state.expires = now.saturating_add(state.timeout(key.proto));
+        let state = new_flow_state(key.proto, flags, now);
         let port = self.claim_port(s, key, dst, state, now, c)?;
         self.store_pair(key, dst, Some((s.addr, port)), state, now, c);
         Some((s.addr, port))
+    }
+
+    /// After a packet of the existing flow `key` whose original entry is `e`: advance the
+    /// flow's state and write both entries if it changed or is due for a refresh.
+    #[inline]
+    fn refresh_original(
+        &self,
+        key: &FlowKey,
+        e: &CtEntry,
+        flags: TcpFlags,
+        now: u32,
+        c: &mut PipelineCounters,
+    ) {
+        let mut state = FlowState::advance(Some(e.state), key.proto, CtDir::Original, flags);
+        if state.needs_store(&e.state, key.proto, now) {
+            state.expires = now.saturating_add(state.timeout(key.proto));
+            self.store_pair(key, backend_of(e), e.snat, state, now, c);
+        }
     }
 
     /// Claims a node port for the new flow `key` (client → frontend) going to `backend`: the
@@ -370,13 +377,7 @@ impl ServiceNat {
         if span == 0 {
             return None;
         }
-        let hash = flow_hash(
-            key.src,
-            key.dst,
-            key.sport,
-            key.dport,
-            key.proto.ip_protocol().0,
-        );
+        let hash = key_hash(key);
         // An odd stride visits many distinct ports of any range in SNAT_TRIES steps.
         let start = (hash % u64::from(span)) as u32;
         let stride = ((hash >> 32) as u32 | 1) % span.max(1);
@@ -407,13 +408,7 @@ impl ServiceNat {
         now: u32,
         c: &mut PipelineCounters,
     ) -> Option<Backend> {
-        let hash = flow_hash(
-            key.src,
-            key.dst,
-            key.sport,
-            key.dport,
-            key.proto.ip_protocol().0,
-        );
+        let hash = key_hash(key);
         let SessionAffinity::ClientIp { timeout_s } = fe.affinity else {
             return set.pick(hash);
         };
@@ -550,6 +545,26 @@ fn flow_entries(
         state,
     };
     (original, reply_key, reply)
+}
+
+/// The state of a flow at its first packet, with its expiry.
+#[inline]
+fn new_flow_state(proto: L4Proto, flags: TcpFlags, now: u32) -> FlowState {
+    let mut state = FlowState::advance(None, proto, CtDir::Original, flags);
+    state.expires = now.saturating_add(state.timeout(proto));
+    state
+}
+
+/// The flow hash Maglev and the node-port choice start from.
+#[inline]
+fn key_hash(key: &FlowKey) -> u64 {
+    flow_hash(
+        key.src,
+        key.dst,
+        key.sport,
+        key.dport,
+        key.proto.ip_protocol().0,
+    )
 }
 
 #[inline]
