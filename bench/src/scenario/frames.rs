@@ -1,4 +1,4 @@
-//! Frame templates for the generator: UDP datagrams, bare or inside VXLAN.
+//! Frame templates for the generator: UDP or TCP over IPv4 or IPv6, bare or inside VXLAN.
 
 use std::net::Ipv4Addr;
 
@@ -28,6 +28,46 @@ impl Proto {
     }
 }
 
+impl Proto {
+    /// Bytes of its header.
+    fn header_len(self) -> usize {
+        match self {
+            Proto::Udp => 8,
+            Proto::Tcp => 20,
+        }
+    }
+}
+
+/// Writes `proto`'s header (UDP; or TCP with ACK, window 65535) and `payload` after the IP
+/// step `ip` of etherparse's builder (IPv4 or IPv6).
+fn write_l4(
+    proto: Proto,
+    ip: etherparse::PacketBuilderStep<etherparse::IpHeaders>,
+    src_port: u16,
+    dst_port: u16,
+    payload: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<()> {
+    match proto {
+        Proto::Udp => ip.udp(src_port, dst_port).write(out, payload),
+        Proto::Tcp => ip
+            .tcp(src_port, dst_port, 1, 65535)
+            .ack(1)
+            .write(out, payload),
+    }
+    .with_context(|| format!("building a {} frame", proto.name()))
+}
+
+/// Checks `frame_bytes` against the headers before it and the Ethernet limits.
+fn check_size(what: &str, headers: usize, frame_bytes: usize) -> Result<usize> {
+    let min = headers.max(MIN_FRAME);
+    ensure!(
+        (min..=1514).contains(&frame_bytes),
+        "{what} frame of {frame_bytes} bytes: need {min}..=1514"
+    );
+    Ok(frame_bytes - headers)
+}
+
 /// A `proto` frame `src` → `dst` of exactly `frame_bytes` (without FCS; at least 60), TTL 64,
 /// checksums valid, zero payload.
 pub fn l4(
@@ -38,36 +78,16 @@ pub fn l4(
     dst_port: u16,
     frame_bytes: usize,
 ) -> Result<Vec<u8>> {
-    match proto {
-        Proto::Udp => udp(src, dst, src_port, dst_port, frame_bytes),
-        Proto::Tcp => tcp(src, dst, src_port, dst_port, frame_bytes),
-    }
-}
-
-/// A TCP segment (ACK, window 65535) `src` → `dst` of exactly `frame_bytes`.
-pub fn tcp(
-    src: Endpoint,
-    dst: Endpoint,
-    src_port: u16,
-    dst_port: u16,
-    frame_bytes: usize,
-) -> Result<Vec<u8>> {
-    ensure!(
-        (MIN_FRAME..=1514).contains(&frame_bytes),
-        "frame of {frame_bytes} bytes: need 60..=1514"
+    let payload = check_size(proto.name(), L3_HEADERS + proto.header_len(), frame_bytes)?;
+    let ip = etherparse::PacketBuilder::ethernet2(src.mac, dst.mac).ipv4(
+        src.ip.octets(),
+        dst.ip.octets(),
+        64,
     );
-    let b = etherparse::PacketBuilder::ethernet2(src.mac, dst.mac)
-        .ipv4(src.ip.octets(), dst.ip.octets(), 64)
-        .tcp(src_port, dst_port, 1, 65535)
-        .ack(1);
-    let payload = vec![0u8; frame_bytes - L3_HEADERS - 20];
     let mut v = Vec::with_capacity(frame_bytes);
-    b.write(&mut v, &payload).context("building a TCP frame")?;
+    write_l4(proto, ip, src_port, dst_port, &vec![0u8; payload], &mut v)?;
     Ok(v)
 }
-
-/// Ethernet + IPv4 + UDP headers.
-const HEADERS: usize = L3_HEADERS + 8;
 
 /// A `proto` frame over IPv6 (hop limit 64) between `src` and `dst` MACs and addresses, of
 /// exactly `frame_bytes` (without FCS): at least 62 bytes for UDP, 74 for TCP.
@@ -82,31 +102,15 @@ pub fn l4_v6(
     dst_port: u16,
     frame_bytes: usize,
 ) -> Result<Vec<u8>> {
-    let l4 = match proto {
-        Proto::Udp => 8,
-        Proto::Tcp => 20,
-    };
-    let headers = 14 + 40 + l4;
-    ensure!(
-        (headers.max(MIN_FRAME)..=1514).contains(&frame_bytes),
-        "IPv6 {} frame of {frame_bytes} bytes: need {}..=1514",
-        proto.name(),
-        headers.max(MIN_FRAME)
-    );
+    let what = format!("IPv6 {}", proto.name());
+    let payload = check_size(&what, 14 + 40 + proto.header_len(), frame_bytes)?;
     let ip =
         etherparse::PacketBuilder::ethernet2(src_mac, dst_mac).ipv6(src.octets(), dst.octets(), 64);
-    let payload = vec![0u8; frame_bytes - headers];
     let mut v = Vec::with_capacity(frame_bytes);
-    match proto {
-        Proto::Udp => ip.udp(src_port, dst_port).write(&mut v, &payload),
-        Proto::Tcp => ip
-            .tcp(src_port, dst_port, 1, 65535)
-            .ack(1)
-            .write(&mut v, &payload),
-    }
-    .context("building an IPv6 frame")?;
+    write_l4(proto, ip, src_port, dst_port, &vec![0u8; payload], &mut v)?;
     Ok(v)
 }
+
 /// What VXLAN adds in front of an inner frame: outer Ethernet, IPv4, UDP, VXLAN headers.
 pub const VXLAN_BYTES: usize = 14 + 20 + 8 + 8;
 /// The shortest frame without FCS (60 + 4 = 64 on the wire).
@@ -128,17 +132,7 @@ pub fn udp(
     dst_port: u16,
     frame_bytes: usize,
 ) -> Result<Vec<u8>> {
-    ensure!(
-        (MIN_FRAME..=1514).contains(&frame_bytes),
-        "frame of {frame_bytes} bytes: need 60..=1514"
-    );
-    let b = etherparse::PacketBuilder::ethernet2(src.mac, dst.mac)
-        .ipv4(src.ip.octets(), dst.ip.octets(), 64)
-        .udp(src_port, dst_port);
-    let payload = vec![0u8; frame_bytes - HEADERS];
-    let mut v = Vec::with_capacity(frame_bytes);
-    b.write(&mut v, &payload).context("building a UDP frame")?;
-    Ok(v)
+    l4(Proto::Udp, src, dst, src_port, dst_port, frame_bytes)
 }
 
 /// `inner` wrapped in VXLAN (RFC 7348) `outer_src` → `outer_dst`:`port`, the outer UDP source
