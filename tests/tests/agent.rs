@@ -2,9 +2,9 @@
 //! working, and leaves nothing attached when it stops, whether by SIGTERM or by SIGKILL.
 #![allow(clippy::unwrap_used)] // test helpers: a failed unwrap is a failed test
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use kxdp_tests::{Netns, NsProcess, Veth, binaries, ping, require_root};
+use kxdp_tests::{Netns, NsProcess, Veth, binaries, ping, require_root, wait_for};
 use nix::sys::signal::Signal;
 
 struct Node {
@@ -27,14 +27,6 @@ fn xdp_attached(ns: &Netns) -> bool {
     ns.ip(&["-d", "link", "show", "dev", "uplink0"])
         .unwrap()
         .contains("prog/xdp")
-}
-
-fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn start_agent(n: &Node) -> NsProcess {

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use kxdp_tests::apiserver::fixtures::{self, Endpoint, FlannelAnnotations, Port};
 use kxdp_tests::{
     ApiServer, FlannelNode, Netns, NsProcess, Underlay, binaries, format_mac, parse_mac, ping,
-    require_root,
+    require_root, wait_for,
 };
 use nix::sys::signal::Signal;
 use serde_json::Value;
@@ -45,14 +45,6 @@ impl Scratch {
 impl Drop for Scratch {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
     }
 }
 

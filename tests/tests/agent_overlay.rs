@@ -15,10 +15,11 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kxdp_tests::{
-    FlannelNode, Netns, NsProcess, Underlay, binaries, format_mac, ping, require_root,
+    FlannelNode, Netns, NsProcess, Underlay, binaries, node_yaml, ping, require_root, vtep_data,
+    wait_for,
 };
 use nix::sys::signal::Signal;
 
@@ -70,31 +71,6 @@ impl Drop for ObjectFile {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.0);
     }
-}
-
-fn node_yaml(name: &str, ip: Ipv4Addr, pod_cidr: &str, backend_data: &str) -> String {
-    format!(
-        "---
-apiVersion: v1
-kind: Node
-metadata:
-  name: {name}
-  annotations:
-    flannel.alpha.coreos.com/backend-type: vxlan
-    flannel.alpha.coreos.com/backend-data: '{backend_data}'
-    flannel.alpha.coreos.com/public-ip: {ip}
-spec:
-  podCIDR: {pod_cidr}
-status:
-  addresses:
-    - type: InternalIP
-      address: {ip}
-"
-    )
-}
-
-fn vtep_data(mac: [u8; 6]) -> String {
-    format!(r#"{{"VNI":1,"VtepMAC":"{}"}}"#, format_mac(mac))
 }
 
 impl Cluster {
@@ -177,14 +153,6 @@ fn routes(ns: &Netns) -> String {
 
 fn link_exists(ns: &Netns, name: &str) -> bool {
     ns.ip(&["link", "show", "dev", name]).is_ok()
-}
-
-fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]

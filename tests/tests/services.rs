@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 use kxdp_control::api::{ApiClient, PodAttach, Request};
 use kxdp_tests::{
     FlannelNode, Netns, Node, NsProcess, NsThread, Pod, PodOptions, Underlay, binaries, format_mac,
-    require_root,
+    node_yaml, require_root, vtep_data, wait_for,
 };
 use nix::sys::signal::Signal;
 
@@ -220,36 +220,6 @@ fn spread(ns: &Netns, to: SocketAddrV4, n: usize) -> (BTreeMap<String, usize>, B
     (names, peers)
 }
 
-fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn node_yaml(name: &str, ip: Ipv4Addr, pod_cidr: &str, vtep: [u8; 6]) -> String {
-    format!(
-        "---
-apiVersion: v1
-kind: Node
-metadata:
-  name: {name}
-  annotations:
-    flannel.alpha.coreos.com/backend-type: vxlan
-    flannel.alpha.coreos.com/backend-data: '{{\"VNI\":1,\"VtepMAC\":\"{}\"}}'
-    flannel.alpha.coreos.com/public-ip: {ip}
-spec:
-  podCIDR: {pod_cidr}
-status:
-  addresses:
-    - type: InternalIP
-      address: {ip}
-",
-        format_mac(vtep)
-    )
-}
-
 /// A Service and its one EndpointSlice.
 struct Svc<'a> {
     name: &'a str,
@@ -387,8 +357,8 @@ impl Cluster {
         let (a_ip, b_ip) = (self.a.ip, self.b.node_ip());
         let web_b = self.web_b.ip;
         let all = [(WEB_A1, "a"), (WEB_A2, "a"), (web_b, "b")];
-        let mut out = node_yaml("a", a_ip, "10.244.1.0/24", A_VTEP);
-        out += &node_yaml("b", b_ip, &self.b.pod_cidr(), self.b.vtep_mac);
+        let mut out = node_yaml("a", a_ip, "10.244.1.0/24", &vtep_data(A_VTEP));
+        out += &node_yaml("b", b_ip, &self.b.pod_cidr(), &vtep_data(self.b.vtep_mac));
         let web_vip = format!("clusterIP: {WEB_VIP}");
         let sticky_vip = format!("clusterIP: {STICKY_VIP}");
         let hairpin_vip = format!("clusterIP: {HAIRPIN_VIP}");
