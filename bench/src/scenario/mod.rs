@@ -66,7 +66,7 @@ pub struct RunOptions {
     /// Services with 10 backends each loaded besides the measured one (nat scenarios).
     pub extra_services: u32,
     /// The kernel NAT path is not measured above this many services (nft's load time grows
-    /// quadratically with kube-proxy's ruleset: about 4.5 min for 10k services here).
+    /// faster than linearly with kube-proxy's ruleset: about 4.5 min for 10k services here).
     pub kernel_max_services: u32,
     /// L4 protocol of the load frames.
     pub proto: Proto,

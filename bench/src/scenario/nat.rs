@@ -134,7 +134,7 @@ pub fn kernel_up(
     if list.len() > o.kernel_max_services as usize {
         return Ok(Some(format!(
             "not measured with {} services: nft's load time for kube-proxy's ruleset grows \
-             quadratically (about 4.5 min for 10k services on the 2-vCPU VM); \
+             faster than linearly (about 4.5 min for 10k services on the 2-vCPU VM); \
              --kernel-max-services {} allows it",
             list.len(),
             list.len()
